@@ -1,0 +1,3 @@
+from diffplan.cli import main
+
+main()

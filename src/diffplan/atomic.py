@@ -1,0 +1,73 @@
+"""Atomic file and directory writes: a reader never sees a half-written file.
+
+Everything is first written next to its destination under a temporary name and
+then moved into place with :func:`os.replace`, which is atomic on POSIX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file path that replaces ``destination`` on success, removed on error."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, destination)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(destination: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary directory that becomes ``destination`` on success.
+
+    An existing ``destination`` is refused unless ``overwrite``; it is then replaced
+    only after the new directory is complete, so a failure leaves the old one intact.
+    """
+    destination = Path(destination)
+    if destination.exists() and not overwrite:
+        raise FileExistsError(
+            f"{destination} already exists; choose another path or pass --overwrite"
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    )
+    try:
+        yield tmp
+        if destination.exists():
+            old = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{destination.name}.", suffix=".old", dir=destination.parent
+                )
+            )
+            os.replace(destination, old / "previous")
+            os.replace(tmp, destination)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, destination)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_json(destination: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(destination) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

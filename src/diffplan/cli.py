@@ -1,0 +1,40 @@
+"""The ``diffplan`` command line: one typed dataclass of options per subcommand.
+
+Each subcommand's options live beside the code that runs it; this module only
+maps subcommand names to ``(config class, function)`` pairs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Union
+
+import tyro
+
+from diffplan.collect import CollectConfig, collect
+from diffplan.data.sources import InfoConfig, show_info
+from diffplan.training import TrainConfig, TrainValueConfig, train, train_value
+
+# name -> (options dataclass, function running it). Add new subcommands here.
+COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
+    "collect": (CollectConfig, collect),
+    "info": (InfoConfig, show_info),
+    "train": (TrainConfig, train),
+    "train-value": (TrainValueConfig, train_value),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen subcommand."""
+    subcommands = Union[  # noqa: UP007 - tyro needs a runtime Union of Annotated types
+        tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, (cls, _) in COMMANDS.items())
+    ]
+    config = tyro.cli(subcommands, args=argv, prog="diffplan")
+    run = next(function for cls, function in COMMANDS.values() if type(config) is cls)
+    try:
+        run(config)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        # Expected user errors: one clear line, no traceback.
+        print(f"diffplan: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
