@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from diffplan.data import DatasetInfo
 from diffplan.evaluation import EpisodeResult, summarize
+from diffplan.evaluation.rollout import run_episodes
 
 DATA = DatasetInfo(
     env_id="Walker2d-v5",
@@ -51,3 +54,43 @@ def test_no_reference_scores_and_bad_input():
         summarize([], info)
     with pytest.raises(ValueError, match="positive"):
         summarize([EpisodeResult(0, 5.0, 0, False)], info)
+
+
+class ConstantController:
+    """Always the same action; records which environments it was asked about."""
+
+    def __init__(self, action: np.ndarray) -> None:
+        self.action, self.asked = action, []
+
+    def reset(self, num_envs: int) -> None:
+        self.asked = []
+
+    def act(self, observations: np.ndarray, env_ids: np.ndarray) -> np.ndarray:
+        self.asked.append(env_ids.copy())
+        return np.repeat(self.action[None], len(env_ids), axis=0)
+
+
+def single_episode(env_id: str, seed: int, action: np.ndarray) -> tuple[float, int, bool]:
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    total, steps = 0.0, 0
+    while True:
+        _, reward, terminated, truncated, _ = env.step(action)
+        total, steps = total + reward, steps + 1
+        if terminated or truncated:
+            return total, steps, terminated
+
+
+def test_run_episodes_matches_single_env_rollouts_and_counts_falls():
+    action = np.full(3, 0.5, np.float32)  # Hopper falls quickly under a constant action
+    controller = ConstantController(action)
+    results = run_episodes(controller, "Hopper-v5", seeds=[3, 4, 5])
+    for result in results:
+        total, steps, fell = single_episode("Hopper-v5", result.seed, action)
+        assert result.total_return == pytest.approx(total)
+        assert (result.length, result.fell) == (steps, fell)
+    assert all(r.fell for r in results) and max(r.length for r in results) < 1000
+    # finished episodes are not asked for actions again
+    longest = max(r.length for r in results)
+    assert len(controller.asked) == longest
+    assert sum(len(ids) for ids in controller.asked) == sum(r.length for r in results)

@@ -12,16 +12,22 @@ from typing import Annotated, Any, Union
 
 import tyro
 
+from diffplan.agents.train_expert import TrainAgentConfig, train_agent
 from diffplan.collect import CollectConfig, collect
 from diffplan.data.sources import InfoConfig, show_info
+from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
+from diffplan.run import RunConfig, run
 from diffplan.training import TrainConfig, TrainValueConfig, train, train_value
 
 # name -> (options dataclass, function running it). Add new subcommands here.
 COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
+    "train-agent": (TrainAgentConfig, train_agent),
     "collect": (CollectConfig, collect),
     "info": (InfoConfig, show_info),
     "train": (TrainConfig, train),
     "train-value": (TrainValueConfig, train_value),
+    "evaluate": (EvaluateConfig, evaluate),
+    "run": (RunConfig, run),
 }
 
 

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 import diffplan
-from diffplan.agents import Agent, AgentLoader, file_sha256, load_agent
+from diffplan.agents import Agent, AgentLoader, agent_sha256, load_agent
 from diffplan.data.episodes import Episode, TrajectoryDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
 
@@ -37,7 +37,8 @@ class CollectConfig:
     """Roll out an RL Zoo / stable-baselines3 agent and write a dataset (Minari layout)."""
 
     agent: Path
-    """SAC or TQC model zip (stable-baselines3 1.x or 2.x, as the RL Zoo publishes them)."""
+    """SAC or TQC model zip (stable-baselines3 1.x or 2.x, as the RL Zoo publishes them), or a
+    diffplan agent directory (agent.json + policy.safetensors, see `diffplan train-agent`)."""
     out: Path
     """Output dataset directory (written atomically; see --overwrite)."""
     env: str = "Walker2d-v5"
@@ -199,7 +200,7 @@ def collect(config: CollectConfig) -> TrajectoryDataset:
     source = {
         "format": "diffplan",
         "agent_file": str(config.agent),
-        "agent_sha256": file_sha256(config.agent),
+        "agent_sha256": agent_sha256(config.agent),
         "agent_algorithm": agent.algorithm,
         "agent_loader": config.loader,
         "env_id": config.env,

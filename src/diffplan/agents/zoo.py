@@ -84,11 +84,15 @@ def squashed_gaussian_action(
     return (low + 0.5 * (unit + 1.0) * (high - low)).astype(np.float32)
 
 
-def file_sha256(path: str | Path) -> str:
+def agent_sha256(path: str | Path) -> str:
+    """SHA-256 of an agent file, or of a diffplan agent directory's two files."""
+    path = Path(path)
+    files = [path / "agent.json", path / "policy.safetensors"] if path.is_dir() else [path]
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
+    for name in files:
+        with open(name, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -166,7 +170,7 @@ class WeightsAgent:
         )
 
 
-def _load_weights_agent(path: Path, env: gym.Env) -> WeightsAgent:
+def load_weights_agent(path: Path, env: gym.Env) -> WeightsAgent:
     metadata = read_zip_metadata(path)
     algorithm = algorithm_of(metadata, path)
     kwargs = metadata.get("policy_kwargs") or {}
@@ -229,7 +233,7 @@ class SB3Agent:
         )
 
 
-def _load_sb3_agent(path: Path, env: gym.Env) -> SB3Agent:
+def load_sb3_agent(path: Path, env: gym.Env) -> SB3Agent:
     algorithm = algorithm_of(read_zip_metadata(path), path)
     try:
         if algorithm == "TQC":
@@ -248,15 +252,3 @@ def _load_sb3_agent(path: Path, env: gym.Env) -> SB3Agent:
     model = model_class.load(path, custom_objects=custom_objects, device="cpu")
     space = env.action_space
     return SB3Agent(model, algorithm, space.low.astype(np.float64), space.high.astype(np.float64))
-
-
-def load_agent(path: str | Path, env: gym.Env, loader: AgentLoader = "weights") -> Agent:
-    """Load the agent zip at ``path`` for ``env`` (see the module docstring for ``loader``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such agent file")
-    if loader == "weights":
-        return _load_weights_agent(path, env)
-    if loader == "sb3":
-        return _load_sb3_agent(path, env)
-    raise ValueError(f"unknown agent loader {loader!r}; choose 'weights' or 'sb3'")

@@ -1,0 +1,66 @@
+"""Value network ``r_phi(tau, t)``: the U-Net's down path, then an MLP to one scalar.
+
+It sees noisy windows ``x_t`` with their diffusion step ``t`` (as value guidance
+evaluates it during sampling) and predicts the window's normalised value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from diffplan.models.unet import DownLevel, check_horizon, check_width, step_embedding
+
+
+class ValueNetwork(nn.Module):
+    """``(x (B, H, D), t (B,)) -> (B,)`` value estimate.
+
+    Args:
+        horizon: window length ``H``; a multiple of ``2 ** (len(dim_mults) - 1)``.
+        transition_dim: ``D = obs_dim + act_dim``.
+        dim: base channel width (a multiple of 8).
+        dim_mults: width multipliers of the down path, one per level.
+        hidden: width of the MLP head.
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        transition_dim: int,
+        *,
+        dim: int = 32,
+        dim_mults: Sequence[int] = (1, 2, 4, 8),
+        hidden: int = 256,
+    ) -> None:
+        super().__init__()
+        check_width(dim, dim_mults)
+        check_horizon(horizon, len(dim_mults))
+        self.horizon, self.transition_dim = horizon, transition_dim
+        widths = [dim * m for m in dim_mults]
+        ins = [transition_dim, *widths[:-1]]
+        self.step_embed = step_embedding(dim)
+        self.downs = nn.ModuleList(
+            DownLevel(c_in, c_out, dim, attention=False, last=i == len(widths) - 1)
+            for i, (c_in, c_out) in enumerate(zip(ins, widths, strict=True))
+        )
+        flat = widths[-1] * horizon // 2 ** (len(widths) - 1)
+        self.head = nn.Sequential(
+            nn.Linear(flat + dim, hidden),
+            nn.Mish(),
+            nn.Linear(hidden, hidden),
+            nn.Mish(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x.shape[1:] != (self.horizon, self.transition_dim):
+            raise ValueError(
+                f"expected windows (B, {self.horizon}, {self.transition_dim}), got {tuple(x.shape)}"
+            )
+        emb = self.step_embed(t)
+        h = x.transpose(1, 2)
+        for level in self.downs:
+            h, _ = level(h, emb)
+        return self.head(torch.cat([h.flatten(1), emb], dim=-1)).squeeze(-1)

@@ -1,0 +1,6 @@
+"""Planning: receding-horizon control with a trajectory diffusion model, value guidance."""
+
+from diffplan.planning.guides import GradientScaling, GuideConfig, ValueGuide
+from diffplan.planning.planner import DiffusionPlanner
+
+__all__ = ["DiffusionPlanner", "GradientScaling", "GuideConfig", "ValueGuide"]

@@ -1,0 +1,153 @@
+"""``diffplan run``: the main job, from one config.
+
+dataset (collected from an agent) -> diffusion model -> value network ->
+evaluation sweep -> report, each stage in its own folder under ``--out``.
+A stage whose output already exists is reused (``--resume`` semantics of the
+training commands), so an interrupted run continues where it stopped.
+
+The default agent ships with diffplan (``diffplan/assets/walker2d-ppo``, see
+its ``MODEL_CARD.md``), so the job runs offline on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from importlib.resources import files
+from pathlib import Path
+
+from diffplan.collect import CollectConfig, collect
+from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
+from diffplan.planning.guides import GuideConfig
+from diffplan.runtime import DeviceChoice
+from diffplan.training import OptimConfig, TrainConfig, TrainValueConfig, train, train_value
+from diffplan.training.config import WindowConfig
+
+PACKAGED_AGENT = Path(str(files("diffplan") / "assets" / "walker2d-ppo"))
+
+
+@dataclass
+class RunConfig:
+    """Run the whole pipeline: collect -> train -> train-value -> evaluate -> report."""
+
+    out: Path = Path("runs/main")
+    """Run folder: data/, diffusion/, value/, evaluation/ (report.md and figures)."""
+    quick: bool = False
+    """A demo that finishes in a few minutes: tiny data and training budgets, 2 episodes
+    at k = 1 and H-1. Its scores say nothing about the method."""
+    agent: Path = PACKAGED_AGENT
+    """Agent that collects the data (a diffplan agent directory or an SB3 zip)."""
+    env: str = "Walker2d-v5"
+    """Gymnasium environment id."""
+    data_steps: int = 200_000
+    """Transitions to collect."""
+    horizon: int = 8
+    """Planning horizon H."""
+    train_steps: int = 20_000
+    """Optimiser steps of the diffusion model."""
+    value_steps: int = 10_000
+    """Optimiser steps of the value network."""
+    batch_size: int = 64
+    """Windows per optimiser step (both networks)."""
+    episodes: int = 10
+    """Evaluation episodes per setting."""
+    candidates: int = 64
+    """Plans per decision in the guided run."""
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    """Value guidance options."""
+    seed: int = 0
+    """Seed of every stage."""
+    device: DeviceChoice = "auto"
+    """'auto' uses a GPU when there is one."""
+    threads: int | None = None
+    """CPU threads of torch for training (None: torch's default)."""
+
+    def profile(self) -> RunConfig:
+        """The settings actually run: ``--quick`` shrinks every budget."""
+        if not self.quick:
+            return self
+        return replace(
+            self,
+            data_steps=min(self.data_steps, 20_000),
+            train_steps=min(self.train_steps, 600),
+            value_steps=min(self.value_steps, 300),
+            episodes=min(self.episodes, 2),
+            candidates=min(self.candidates, 8),
+        )
+
+
+def run(config: RunConfig) -> None:
+    """Run ``diffplan run`` (module docstring)."""
+    config = config.profile()
+    if config.quick:
+        print("diffplan run --quick: a DEMO with tiny budgets; its scores mean nothing.")
+    if not config.agent.exists():
+        raise FileNotFoundError(
+            f"{config.agent}: no agent. The packaged Walker2d agent is missing from this install; "
+            "train one with `diffplan train-agent --out DIR` and pass --agent DIR"
+        )
+    began = time.perf_counter()
+    data = config.out / "data"
+    if not (data / "data" / "metadata.json").exists():
+        collect(
+            CollectConfig(
+                agent=config.agent,
+                out=data,
+                env=config.env,
+                steps=config.data_steps,
+                seed=config.seed,
+            )
+        )
+    windows = WindowConfig(horizon=config.horizon)
+    common = {
+        "dataset": str(data),
+        "seed": config.seed,
+        "device": config.device,
+        "threads": config.threads,
+        "windows": windows,
+    }
+    diffusion, value = config.out / "diffusion", config.out / "value"
+    save_every = max(config.train_steps // 4, 1)
+    train(
+        TrainConfig(
+            out=diffusion,
+            resume=(diffusion / "checkpoints").exists(),
+            **common,
+            optim=OptimConfig(
+                steps=config.train_steps,
+                batch_size=config.batch_size,
+                save_every=save_every,
+                ema_start=min(2000, config.train_steps // 4),
+            ),
+        )
+    )
+    train_value(
+        TrainValueConfig(
+            out=value,
+            resume=(value / "checkpoints").exists(),
+            **common,
+            optim=OptimConfig(
+                steps=config.value_steps,
+                batch_size=config.batch_size,
+                save_every=max(config.value_steps // 4, 1),
+            ),
+        )
+    )
+    windows_k = (1, config.horizon - 1) if config.quick else ()
+    evaluate(
+        EvaluateConfig(
+            diffusion=diffusion,
+            value=value,
+            out=config.out / "evaluation",
+            windows=windows_k,
+            episodes=config.episodes,
+            seed=config.seed,
+            candidates=config.candidates,
+            guide=config.guide,
+            device=config.device,
+        )
+    )
+    print(
+        f"diffplan run finished in {(time.perf_counter() - began) / 60:.1f} min; "
+        f"report: {config.out / 'evaluation' / 'report.md'}"
+    )

@@ -1,0 +1,207 @@
+"""``diffplan train`` and ``diffplan train-value``: data -> network -> :class:`Trainer`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from diffplan.data.normalizers import Normalizer
+from diffplan.data.sources import load_dataset
+from diffplan.data.windows import WindowBatch, WindowDataset
+from diffplan.diffusion.ddpm import DDPMScheduler
+from diffplan.diffusion.loss import denoising_loss, value_loss
+from diffplan.diffusion.masks import loss_weights, state_mask
+from diffplan.training import checkpoint as ckpt
+from diffplan.training.config import CommonConfig, TrainConfig, TrainValueConfig
+from diffplan.training.loading import build_network
+from diffplan.training.trainer import LossFn, Process, Trainer, start_process, write_run_config
+
+# Settings that may change when resuming; all others must match the checkpoint.
+RESUMABLE = ("dataset", "out", "resume", "progress", "threads", "device", "optim")
+VALUE_CHUNK = 65_536
+
+
+def resume_point(config: CommonConfig) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh run; refuses to mix runs."""
+    found = ckpt.checkpoints(config.out)
+    if config.resume and not found:
+        raise FileNotFoundError(f"--resume: {config.out} holds no checkpoint to resume from")
+    if found and not config.resume:
+        raise FileExistsError(
+            f"{config.out} already holds checkpoints; pass --resume to continue it "
+            "or choose another --out"
+        )
+    return found[-1] if found else None
+
+
+def fingerprint(config: CommonConfig, windows: WindowDataset) -> dict[str, Any]:
+    """Every setting that shapes the network or what it learns, plus the data's dims."""
+    settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE}
+    return {**settings, "obs_dim": windows.obs_dim, "act_dim": windows.act_dim}
+
+
+def make_windows(config: CommonConfig, resume_from: Path | None, **kwargs: Any) -> WindowDataset:
+    """Windows of ``config.dataset``; a resumed run keeps its checkpoint's normaliser."""
+    dataset = load_dataset(config.dataset)
+    normalizer = (
+        ckpt.read_meta(resume_from).normalizer if resume_from else config.windows.normalizer
+    )
+    return WindowDataset(
+        dataset,
+        config.windows.horizon,
+        normalizer=normalizer,
+        padding=config.windows.padding,
+        **kwargs,
+    )
+
+
+def run_training(
+    config: CommonConfig,
+    process: Process,
+    resume_from: Path | None,
+    *,
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    windows: WindowDataset,
+    meta: ckpt.CheckpointMeta,
+) -> list[tuple[int, float]]:
+    """Build the :class:`Trainer`, restore ``resume_from`` if given, record the config, fit."""
+    trainer = Trainer(
+        model,
+        loss_fn,
+        windows,
+        num_timesteps=config.diffusion_steps,
+        optim=config.optim,
+        out=config.out,
+        seed=config.seed,
+        meta=meta,
+        process=process,
+        progress=config.progress,
+    )
+    if resume_from is not None:
+        trainer.restore(resume_from)
+    if process.is_main:
+        write_run_config(config.out, asdict(config), process)
+    return trainer.fit()
+
+
+def train(config: TrainConfig) -> list[tuple[int, float]]:
+    """Train the diffusion model; returns the logged ``(step, loss)`` pairs."""
+    process = start_process(config.device, config.threads)
+    try:
+        resume_from = resume_point(config)
+        windows = make_windows(config, resume_from)
+        horizon, obs_dim, act_dim = windows.horizon, windows.obs_dim, windows.act_dim
+        architecture = {
+            "network": "TemporalUnet",
+            "horizon": horizon,
+            "transition_dim": obs_dim + act_dim,
+            "dim": config.model.dim,
+            "dim_mults": list(config.model.dim_mults),
+            "attention": config.model.attention,
+        }
+        torch.manual_seed(config.seed)
+        model = build_network(architecture).to(process.device)
+        scheduler = DDPMScheduler(
+            config.diffusion_steps,
+            schedule=config.schedule,
+            prediction_type=config.prediction,
+            clip_sample=config.clip_sample,
+        ).to(process.device)
+        fixed = state_mask(horizon, obs_dim, act_dim).to(process.device)
+        weights = loss_weights(
+            horizon,
+            obs_dim,
+            act_dim,
+            action_weight=config.action_weight,
+            discount=config.loss_discount,
+        ).to(process.device)
+
+        def loss_fn(
+            net: torch.nn.Module, batch: WindowBatch, t: torch.Tensor, noise: torch.Tensor
+        ) -> torch.Tensor:
+            return denoising_loss(
+                net, scheduler, batch.window, batch.mask, t, noise, fixed=fixed, weights=weights
+            )
+
+        meta = ckpt.CheckpointMeta(
+            kind="diffusion",
+            architecture=architecture,
+            fingerprint=fingerprint(config, windows),
+            config=asdict(config),
+            normalizer=windows.normalizer,
+            dataset=windows.info.to_dict(),
+        )
+        return run_training(
+            config, process, resume_from, model=model, loss_fn=loss_fn, windows=windows, meta=meta
+        )
+    finally:
+        if process.world_size > 1:
+            dist.destroy_process_group()
+
+
+def value_targets(windows: WindowDataset) -> Normalizer:
+    """Gaussian normaliser of all windows' value targets (fitted in chunks)."""
+    values = torch.cat(
+        [
+            windows.get_batch(torch.arange(start, min(start + VALUE_CHUNK, len(windows)))).value
+            for start in range(0, len(windows), VALUE_CHUNK)
+        ]
+    )
+    return Normalizer.fit(values[:, None].numpy(), "gaussian")
+
+
+def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
+    """Train the value network; returns the logged ``(step, loss)`` pairs."""
+    process = start_process(config.device, config.threads)
+    try:
+        resume_from = resume_point(config)
+        windows = make_windows(
+            config,
+            resume_from,
+            discount=config.discount,
+            termination_penalty=config.termination_penalty,
+        )
+        horizon, obs_dim, act_dim = windows.horizon, windows.obs_dim, windows.act_dim
+        saved = ckpt.read_meta(resume_from).targets if resume_from else None
+        targets = saved or value_targets(windows)
+        architecture = {
+            "network": "ValueNetwork",
+            "horizon": horizon,
+            "transition_dim": obs_dim + act_dim,
+            "dim": config.model.dim,
+            "dim_mults": list(config.model.dim_mults),
+            "hidden": config.model.hidden,
+        }
+        torch.manual_seed(config.seed)
+        model = build_network(architecture).to(process.device)
+        scheduler = DDPMScheduler(config.diffusion_steps, schedule=config.schedule).to(
+            process.device
+        )
+        fixed = state_mask(horizon, obs_dim, act_dim).to(process.device)
+
+        def loss_fn(
+            net: torch.nn.Module, batch: WindowBatch, t: torch.Tensor, noise: torch.Tensor
+        ) -> torch.Tensor:
+            target = targets.normalize(batch.value[:, None])[:, 0]
+            return value_loss(net, scheduler, batch.window, target, t, noise, fixed=fixed)
+
+        meta = ckpt.CheckpointMeta(
+            kind="value",
+            architecture=architecture,
+            fingerprint=fingerprint(config, windows),
+            config=asdict(config),
+            normalizer=windows.normalizer,
+            dataset=windows.info.to_dict(),
+            targets=targets,
+        )
+        return run_training(
+            config, process, resume_from, model=model, loss_fn=loss_fn, windows=windows, meta=meta
+        )
+    finally:
+        if process.world_size > 1:
+            dist.destroy_process_group()

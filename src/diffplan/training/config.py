@@ -1,0 +1,135 @@
+"""Typed options of ``diffplan train`` and ``diffplan train-value``.
+
+Every field's docstring is its ``--help`` text. Defaults follow the report where
+it says (``H = 8``) and the original Diffuser's locomotion config otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diffplan.data.normalizers import NormalizerKind
+from diffplan.data.windows import PaddingMode
+from diffplan.diffusion.ddpm import PredictionType
+from diffplan.diffusion.schedules import ScheduleKind
+from diffplan.runtime import DeviceChoice
+
+
+@dataclass
+class UNetConfig:
+    """Temporal U-Net denoiser."""
+
+    dim: int = 32
+    """Base channel width (a multiple of 8); level i has dim * dim_mults[i] channels."""
+    dim_mults: tuple[int, ...] = (1, 2, 4, 8)
+    """Width multipliers, one per resolution level; the horizon must be divisible by
+    2**(len(dim_mults) - 1)."""
+    attention: bool = False
+    """Add self-attention along the horizon at every level (off in Diffuser's locomotion runs)."""
+
+
+@dataclass
+class ValueNetConfig:
+    """Value network: the U-Net's down path and an MLP head."""
+
+    dim: int = 32
+    """Base channel width (a multiple of 8)."""
+    dim_mults: tuple[int, ...] = (1, 2, 4, 8)
+    """Width multipliers of the down path, one per level."""
+    hidden: int = 256
+    """Width of the MLP head."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation loop, EMA, logging and checkpointing."""
+
+    steps: int = 1_000_000
+    """Total optimiser steps (a resumed run continues up to this number)."""
+    batch_size: int = 32
+    """Windows per step, summed over all processes under torchrun."""
+    lr: float = 2e-4
+    """Adam learning rate."""
+    grad_clip: float | None = None
+    """Clip the gradient's global norm to this value; None: no clipping."""
+    ema_decay: float = 0.995
+    """Decay of the EMA of the weights (used for sampling)."""
+    ema_start: int = 2000
+    """Before this step the EMA is reset to the live weights instead of averaged."""
+    ema_every: int = 10
+    """Update the EMA every this many steps."""
+    log_every: int = 100
+    """Write the mean loss of the last this-many steps to metrics.csv and TensorBoard."""
+    save_every: int = 10_000
+    """Write a checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep."""
+
+
+@dataclass
+class WindowConfig:
+    """How episodes become training windows."""
+
+    horizon: int = 8
+    """Window length H (the report: 8; the original paper: 32)."""
+    normalizer: NormalizerKind = "gaussian"
+    """Per-dimension normalisation of the windows."""
+    padding: PaddingMode = "edge"
+    """Filling of windows that run past an episode's end (padded rows don't count in losses)."""
+
+
+@dataclass
+class CommonConfig:
+    """Options shared by the training commands."""
+
+    dataset: str
+    """Dataset: a diffplan/Minari dataset directory, a D4RL .hdf5 file or a Minari dataset id."""
+    out: Path = Path("runs/diffusion")
+    """Run directory: config.json, metrics.csv, tensorboard/, checkpoints/."""
+    seed: int = 0
+    """Seed of the initial weights and of every batch, diffusion step and noise draw."""
+    device: DeviceChoice = "auto"
+    """auto: CUDA if available, else CPU."""
+    resume: bool = False
+    """Continue from the latest checkpoint in --out (same model and data settings required)."""
+    progress: bool = True
+    """Show a progress bar."""
+    threads: int | None = None
+    """CPU threads of torch (None: torch's default). Use 1 on a busy machine: threads
+    competing for cores make training many times slower."""
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    diffusion_steps: int = 20
+    """T_d, the number of diffusion steps (the value network: of the model it will guide)."""
+    schedule: ScheduleKind = "cosine"
+    """Noise schedule (the value network: of the model it will guide)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class TrainConfig(CommonConfig):
+    """Train the trajectory diffusion model (the report's Algorithm 1.1)."""
+
+    model: UNetConfig = field(default_factory=UNetConfig)
+    prediction: PredictionType = "x0"
+    """Network target: the clean window (x0, Diffuser's locomotion setting) or the noise."""
+    clip_sample: float | None = None
+    """Clip the predicted clean window to [-clip_sample, clip_sample] when sampling."""
+    action_weight: float = 10.0
+    """Loss weight of the first action."""
+    loss_discount: float = 1.0
+    """Row h of the window is weighted loss_discount**h (rescaled to mean 1)."""
+
+
+@dataclass
+class TrainValueConfig(CommonConfig):
+    """Train the value network r_phi on noisy windows (for value guidance)."""
+
+    out: Path = Path("runs/value")
+    """Run directory: config.json, metrics.csv, tensorboard/, checkpoints/."""
+    model: ValueNetConfig = field(default_factory=ValueNetConfig)
+    discount: float = 0.997
+    """Discount of the value target (discounted return-to-go of each window)."""
+    termination_penalty: float = -100.0
+    """Added to the last reward of episodes that terminated (fell)."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=200_000))

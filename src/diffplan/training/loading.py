@@ -1,0 +1,64 @@
+"""Rebuild trained networks from checkpoints (no pickles: JSON + safetensors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffplan.diffusion.ddpm import DDPMScheduler
+from diffplan.diffusion.sampling import TrajectoryGenerator
+from diffplan.models import TemporalUnet, ValueNetwork
+from diffplan.training import checkpoint as ckpt
+
+NETWORKS: dict[str, type[nn.Module]] = {"TemporalUnet": TemporalUnet, "ValueNetwork": ValueNetwork}
+
+
+def build_network(architecture: dict[str, Any]) -> nn.Module:
+    """The network a checkpoint's ``architecture`` describes: ``{"network": name, **kwargs}``."""
+    kwargs = dict(architecture)
+    name = kwargs.pop("network")
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; known: {sorted(NETWORKS)}")
+    return NETWORKS[name](**kwargs)
+
+
+def load_generator(
+    path: str | Path, *, device: str | torch.device = "cpu", weights: str = "ema"
+) -> TrajectoryGenerator:
+    """A :class:`TrajectoryGenerator` from a diffusion checkpoint or run directory.
+
+    ``weights``: ``"ema"`` (default, what the original samples with) or ``"model"``.
+    """
+    checkpoint = ckpt.resolve(path)
+    meta = ckpt.read_meta(checkpoint)
+    if meta.kind != "diffusion":
+        raise ValueError(f"{checkpoint} holds a {meta.kind} network, not a diffusion model")
+    model = build_network(meta.architecture)
+    ckpt.load_weights(checkpoint, model, weights)
+    config = meta.config
+    scheduler = DDPMScheduler(
+        config["diffusion_steps"],
+        schedule=config["schedule"],
+        prediction_type=config["prediction"],
+        clip_sample=config["clip_sample"],
+    ).to(device)
+    return TrajectoryGenerator(
+        model.to(device).eval(), scheduler, meta.normalizer, obs_dim=meta.dataset["obs_dim"]
+    )
+
+
+def load_value_network(
+    path: str | Path, *, device: str | torch.device = "cpu", weights: str = "ema"
+) -> nn.Module:
+    """The value network ``(x (B, H, D) normalised, t (B,)) -> (B,)`` of a value checkpoint
+    or run directory, in eval mode."""
+    checkpoint = ckpt.resolve(path)
+    meta = ckpt.read_meta(checkpoint)
+    if meta.kind != "value":
+        raise ValueError(f"{checkpoint} holds a {meta.kind} network, not a value network")
+    model = build_network(meta.architecture)
+    ckpt.load_weights(checkpoint, model, weights)
+    return model.to(device).eval()

@@ -1,0 +1,84 @@
+"""Temporal U-Net and value network: shapes, horizon checks, step conditioning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffplan.models import TemporalUnet, ValueNetwork
+
+MULTS = [(1, 2, 4), (1, 2, 4, 8)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("horizon", [8, 16, 32])
+@pytest.mark.parametrize("dim_mults", MULTS)
+def test_unet_keeps_window_shape(horizon: int, dim_mults: tuple[int, ...]) -> None:
+    model = TemporalUnet(horizon, 23, dim=8, dim_mults=dim_mults)
+    x = torch.randn(3, horizon, 23)
+    out = model(x, torch.tensor([0, 7, 19]))
+    assert out.shape == (3, horizon, 23)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("horizon", [8, 32])
+def test_value_network_gives_one_scalar_per_window(horizon: int) -> None:
+    model = ValueNetwork(horizon, 23, dim=8, dim_mults=(1, 2, 4, 8), hidden=16)
+    assert model(torch.randn(4, horizon, 23), torch.arange(4)).shape == (4,)
+
+
+def test_report_size_unet_has_diffusers_parameter_count() -> None:
+    # dim 32, mults (1, 2, 4, 8) on Walker2d (D = 23): ~3.96 M parameters like the original.
+    model = TemporalUnet(8, 23)
+    assert 3.9e6 < sum(p.numel() for p in model.parameters()) < 4.0e6
+
+
+@pytest.mark.parametrize("network", [TemporalUnet, ValueNetwork])
+@pytest.mark.parametrize(
+    ("horizon", "dim_mults"), [(12, (1, 2, 4, 8)), (6, (1, 2, 4)), (4, (1, 2, 4, 8))]
+)
+def test_horizon_not_divisible_is_refused(network: type, horizon: int, dim_mults: tuple) -> None:
+    with pytest.raises(ValueError, match=r"multiple of 2\*\*\(levels-1\)"):
+        network(horizon, 23, dim=8, dim_mults=dim_mults)
+
+
+def test_bad_width_and_input_shape_are_refused() -> None:
+    with pytest.raises(ValueError, match="multiple of 8"):
+        TemporalUnet(8, 23, dim=12)
+    with pytest.raises(ValueError, match="dim_mults"):
+        TemporalUnet(8, 23, dim=8, dim_mults=())
+    model = TemporalUnet(8, 23, dim=8, dim_mults=(1, 2))
+    with pytest.raises(ValueError, match=r"expected windows \(B, 8, 23\)"):
+        model(torch.randn(2, 16, 23), torch.zeros(2, dtype=torch.long))
+
+
+def test_attention_variant_adds_parameters_and_runs() -> None:
+    torch.manual_seed(0)
+    plain = TemporalUnet(16, 5, dim=8, dim_mults=(1, 2))
+    torch.manual_seed(0)
+    attended = TemporalUnet(16, 5, dim=8, dim_mults=(1, 2), attention=True)
+    size = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    assert size(attended) > size(plain)
+    x, t = torch.randn(2, 16, 5), torch.tensor([3, 4])
+    assert attended(x, t).shape == (2, 16, 5)
+
+
+def test_output_depends_on_diffusion_step() -> None:
+    model = TemporalUnet(8, 5, dim=8, dim_mults=(1, 2))
+    x = torch.randn(1, 8, 5).repeat(2, 1, 1)
+    out = model(x, torch.tensor([0, 15]))
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_windows_are_processed_independently() -> None:
+    # GroupNorm, no batch statistics: a window's output does not depend on its batch mates.
+    model = TemporalUnet(8, 5, dim=8, dim_mults=(1, 2, 4, 8))
+    x, t = torch.randn(4, 8, 5), torch.tensor([1, 2, 3, 4])
+    torch.testing.assert_close(model(x, t)[:2], model(x[:2], t[:2]), rtol=1e-5, atol=1e-6)

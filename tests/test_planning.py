@@ -1,0 +1,116 @@
+"""Receding-horizon planner, value guidance and closed-loop evaluation on tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diffplan.data import Normalizer
+from diffplan.diffusion.ddpm import DDPMScheduler
+from diffplan.diffusion.sampling import TrajectoryGenerator
+from diffplan.models import TemporalUnet
+from diffplan.planning.guides import GuideConfig, ValueGuide
+from diffplan.planning.planner import DiffusionPlanner
+
+OBS, ACT, H = 3, 2, 8
+
+
+def tiny_generator(seed: int = 0) -> TrajectoryGenerator:
+    torch.manual_seed(seed)
+    model = TemporalUnet(H, OBS + ACT, dim=8, dim_mults=(1, 2)).eval()
+    rng = np.random.default_rng(seed)
+    normalizer = Normalizer("gaussian", rng.normal(size=OBS + ACT), rng.uniform(0.5, 2, OBS + ACT))
+    return TrajectoryGenerator(model, DDPMScheduler(5), normalizer, obs_dim=OBS)
+
+
+class FirstActionValue(nn.Module):
+    """A toy value: the sum of the first action's entries (normalised units)."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, OBS:].sum(-1)
+
+
+def test_plans_keep_the_conditioned_state_exactly():
+    generator = tiny_generator()
+    observations = np.random.default_rng(1).normal(size=(4, OBS)).astype(np.float32) * 5
+    plans = DiffusionPlanner(generator).plan(observations)
+    assert plans.shape == (4, H, OBS + ACT)
+    torch.testing.assert_close(plans[:, 0, :OBS], torch.as_tensor(observations), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_exactly_k_actions_run_between_replans(k):
+    planner = DiffusionPlanner(tiny_generator(), effective_window=k)
+    planner.reset(2)
+    observations = np.zeros((2, OBS), np.float32)
+    executed = []
+    for _ in range(20):
+        before = planner.plans_made
+        executed.append(planner.act(observations, np.arange(2)))
+        if planner.plans_made > before:  # a replan happened at this step
+            first_actions = planner.last_plans[:, 0, OBS:].numpy()
+            np.testing.assert_allclose(executed[-1], first_actions)
+    assert planner.plans_made == -(-20 // k)  # ceil(20 / k)
+
+
+def test_effective_window_and_candidate_options_are_checked():
+    with pytest.raises(ValueError, match=r"effective window must be in 1\.\.7"):
+        DiffusionPlanner(tiny_generator(), effective_window=8)
+    with pytest.raises(ValueError, match="needs a value network"):
+        DiffusionPlanner(tiny_generator(), num_candidates=4)
+
+
+def test_candidates_are_chosen_by_value():
+    generator = tiny_generator()
+    value = FirstActionValue()
+    best = DiffusionPlanner(generator, num_candidates=32, value_net=value, seed=3)
+    single = DiffusionPlanner(generator, num_candidates=1, seed=3)
+    observations = np.zeros((6, OBS), np.float32)
+    steps = torch.zeros(6, dtype=torch.long)
+    score = lambda plans: value(generator.normalizer.normalize(plans), steps)  # noqa: E731
+    assert torch.all(score(best.plan(observations)) > score(single.plan(observations)))
+
+
+def test_actions_are_clipped_to_bounds():
+    planner = DiffusionPlanner(
+        tiny_generator(), action_low=np.full(ACT, -0.01), action_high=np.full(ACT, 0.01)
+    )
+    planner.reset(3)
+    actions = planner.act(np.ones((3, OBS), np.float32) * 4, np.arange(3))
+    assert np.abs(actions).max() <= 0.01
+
+
+# the variance (and std) shrink the step by ~1e-2 (~1e-1) at most steps: larger scales
+@pytest.mark.parametrize(("scaling", "scale"), [("none", 1.0), ("std", 10.0), ("variance", 100.0)])
+def test_guidance_raises_a_toy_value(scaling, scale):
+    generator = tiny_generator()
+    value = FirstActionValue()
+    guide = ValueGuide(
+        value, GuideConfig(scale=scale, n_guide_steps=2, gradient_scaling=scaling, t_stopgrad=0)
+    )
+    observations = np.zeros((64, OBS), np.float32)
+    steps = torch.zeros(64, dtype=torch.long)
+    plain = generator.sample(observations, generator=torch.Generator().manual_seed(0))
+    guided = generator.sample(observations, generator=torch.Generator().manual_seed(0), guide=guide)
+    normed = generator.normalizer.normalize
+    assert value(normed(guided), steps).mean() > value(normed(plain), steps).mean() + 0.1
+    torch.testing.assert_close(guided[:, 0, :OBS], plain[:, 0, :OBS])  # state kept
+
+
+def test_guide_scaling_and_stopgrad():
+    guide = ValueGuide(
+        FirstActionValue(), GuideConfig(scale=0.5, gradient_scaling="std", t_stopgrad=2)
+    )
+    assert guide.scale_at(torch.tensor(0.04)).item() == pytest.approx(0.5 * 0.2)
+    assert not guide.active(1) and guide.active(2)
+    x = torch.zeros(2, H, OBS + ACT)
+    x[1, 0, OBS:] = 0.5
+    values, grad = guide.gradients(x, 3)
+    torch.testing.assert_close(values, torch.tensor([0.0, 1.0]))
+    expected = torch.zeros(2, H, OBS + ACT)
+    expected[:, 0, OBS:] = 1
+    torch.testing.assert_close(grad, expected)
+    with pytest.raises(ValueError, match="choose one of"):
+        GuideConfig(gradient_scaling="log")
