@@ -21,6 +21,7 @@ from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.planning.guides import GuideConfig
 from diffplan.runtime import DeviceChoice
 from diffplan.training import OptimConfig, TrainConfig, TrainValueConfig, train, train_value
+from diffplan.training.checkpoint import checkpoints
 from diffplan.training.config import WindowConfig
 
 PACKAGED_AGENT = Path(str(files("diffplan") / "assets" / "walker2d-ppo"))
@@ -60,7 +61,7 @@ class RunConfig:
     device: DeviceChoice = "auto"
     """'auto' uses a GPU when there is one."""
     threads: int | None = None
-    """CPU threads of torch for training (None: torch's default)."""
+    """CPU threads of torch (None: torch's default). Use 1 on a busy machine."""
 
     def profile(self) -> RunConfig:
         """The settings actually run: ``--quick`` shrinks every budget."""
@@ -111,7 +112,7 @@ def run(config: RunConfig) -> None:
     train(
         TrainConfig(
             out=diffusion,
-            resume=(diffusion / "checkpoints").exists(),
+            resume=bool(checkpoints(diffusion)),
             **common,
             optim=OptimConfig(
                 steps=config.train_steps,
@@ -124,7 +125,7 @@ def run(config: RunConfig) -> None:
     train_value(
         TrainValueConfig(
             out=value,
-            resume=(value / "checkpoints").exists(),
+            resume=bool(checkpoints(value)),
             **common,
             optim=OptimConfig(
                 steps=config.value_steps,
@@ -145,6 +146,7 @@ def run(config: RunConfig) -> None:
             candidates=config.candidates,
             guide=config.guide,
             device=config.device,
+            threads=config.threads,
         )
     )
     print(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import gymnasium as gym
+import torch
 
 from diffplan.atomic import write_json
 from diffplan.data.episodes import DatasetInfo
@@ -55,12 +56,16 @@ class EvaluateConfig:
     """Which weights of the diffusion checkpoint to plan with."""
     device: DeviceChoice = "auto"
     """'auto' uses a GPU when there is one."""
+    threads: int | None = None
+    """CPU threads of torch (None: torch's default). Use 1 on a busy machine."""
     progress: bool = True
     """Show progress bars."""
 
 
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     """Run ``diffplan evaluate`` (module docstring); returns the results per setting."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     generator = load_generator(config.diffusion, device=device, weights=config.weights)
     meta = ckpt.read_meta(ckpt.resolve(config.diffusion))
