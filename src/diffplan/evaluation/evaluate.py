@@ -131,17 +131,22 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             f"{metrics.percent_of_data:5.1f} % of data  falls {metrics.falls}/{metrics.episodes}"
             f"  ({seconds:.0f} s, {planner.plans_made} plans)"
         )
-        write_report(results, data, config.out, _header(config, horizon))
+        write_report(results, data, config.out, _header(config, horizon, bool(guided_windows)))
     print(f"written   {config.out}/report.md")
     return results
 
 
-def _header(config: EvaluateConfig, horizon: int) -> str:
-    return (
+def _header(config: EvaluateConfig, horizon: int, guided: bool) -> str:
+    last = config.seed + config.episodes - 1
+    text = (
         f"# Planning with {config.diffusion} (H = {horizon})\n\n"
-        f"{config.episodes} episodes per setting, seeds {config.seed} to "
-        f"{config.seed + config.episodes - 1}; guided runs: {config.candidates} candidates, "
-        f"scale {config.guide.scale}, "
-        f"{config.guide.n_guide_steps} guide steps, {config.guide.gradient_scaling} scaling, "
-        f"t_stopgrad {config.guide.t_stopgrad}."
+        f"{config.episodes} episodes per setting, seeds {config.seed} to {last}."
     )
+    if guided:
+        guide = config.guide
+        text += (
+            f" Guided runs: {config.candidates} candidates, scale {guide.scale}, "
+            f"{guide.n_guide_steps} guide steps, {guide.gradient_scaling} scaling, "
+            f"t_stopgrad {guide.t_stopgrad}."
+        )
+    return text

@@ -144,7 +144,8 @@ def plot_episodes(results: list[SettingResult], path: Path, data: DatasetInfo) -
     axis.set_xticks(range(len(results)), [r.label for r in results], rotation=30, ha="right")
     axis.set_ylabel("episode return")
     axis.set_title("per-episode returns (x: completed, red triangle: fell)")
-    axis.legend(loc="lower left")
+    axis.legend(loc="best")
+    axis.margins(x=0.15)
     axis.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:

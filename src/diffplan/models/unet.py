@@ -149,6 +149,24 @@ class UpLevel(nn.Module):
         return self.up(self.attn(self.res2(h, emb)))
 
 
+def down_path(
+    transition_dim: int, dim: int, dim_mults: Sequence[int], *, attention: bool
+) -> nn.ModuleList:
+    """Down levels ``D -> dim * dim_mults[0] -> ...``; every level but the last halves H."""
+    widths = [dim * m for m in dim_mults]
+    ins = [transition_dim, *widths[:-1]]
+    return nn.ModuleList(
+        DownLevel(c_in, c_out, dim, attention=attention, last=i == len(widths) - 1)
+        for i, (c_in, c_out) in enumerate(zip(ins, widths, strict=True))
+    )
+
+
+def check_windows(x: torch.Tensor, horizon: int, transition_dim: int) -> None:
+    """Raise a clear error unless ``x`` is ``(B, horizon, transition_dim)``."""
+    if x.ndim != 3 or x.shape[1:] != (horizon, transition_dim):
+        raise ValueError(f"expected windows (B, {horizon}, {transition_dim}), got {tuple(x.shape)}")
+
+
 class TemporalUnet(nn.Module):
     """Denoiser ``(x (B, H, D), t (B,)) -> (B, H, D)`` (predicted noise or clean window).
 
@@ -174,12 +192,8 @@ class TemporalUnet(nn.Module):
         check_horizon(horizon, len(dim_mults))
         self.horizon, self.transition_dim = horizon, transition_dim
         widths = [dim * m for m in dim_mults]
-        ins = [transition_dim, *widths[:-1]]
         self.step_embed = step_embedding(dim)
-        self.downs = nn.ModuleList(
-            DownLevel(c_in, c_out, dim, attention=attention, last=i == len(widths) - 1)
-            for i, (c_in, c_out) in enumerate(zip(ins, widths, strict=True))
-        )
+        self.downs = down_path(transition_dim, dim, dim_mults, attention=attention)
         self.mid1 = ResidualBlock(widths[-1], widths[-1], dim)
         self.mid_attn = maybe_attention(widths[-1], attention)
         self.mid2 = ResidualBlock(widths[-1], widths[-1], dim)
@@ -193,10 +207,7 @@ class TemporalUnet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x.shape[1:] != (self.horizon, self.transition_dim):
-            raise ValueError(
-                f"expected windows (B, {self.horizon}, {self.transition_dim}), got {tuple(x.shape)}"
-            )
+        check_windows(x, self.horizon, self.transition_dim)
         emb = self.step_embed(t)
         h = x.transpose(1, 2)
         skips = []

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from diffplan.models.unet import DownLevel, check_horizon, check_width, step_embedding
+from diffplan.models.unet import (
+    check_horizon,
+    check_width,
+    check_windows,
+    down_path,
+    step_embedding,
+)
 
 
 class ValueNetwork(nn.Module):
@@ -39,12 +45,8 @@ class ValueNetwork(nn.Module):
         check_horizon(horizon, len(dim_mults))
         self.horizon, self.transition_dim = horizon, transition_dim
         widths = [dim * m for m in dim_mults]
-        ins = [transition_dim, *widths[:-1]]
         self.step_embed = step_embedding(dim)
-        self.downs = nn.ModuleList(
-            DownLevel(c_in, c_out, dim, attention=False, last=i == len(widths) - 1)
-            for i, (c_in, c_out) in enumerate(zip(ins, widths, strict=True))
-        )
+        self.downs = down_path(transition_dim, dim, dim_mults, attention=False)
         flat = widths[-1] * horizon // 2 ** (len(widths) - 1)
         self.head = nn.Sequential(
             nn.Linear(flat + dim, hidden),
@@ -55,10 +57,7 @@ class ValueNetwork(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x.shape[1:] != (self.horizon, self.transition_dim):
-            raise ValueError(
-                f"expected windows (B, {self.horizon}, {self.transition_dim}), got {tuple(x.shape)}"
-            )
+        check_windows(x, self.horizon, self.transition_dim)
         emb = self.step_embed(t)
         h = x.transpose(1, 2)
         for level in self.downs:
