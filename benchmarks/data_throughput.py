@@ -57,6 +57,7 @@ def synthetic_walker(steps: int = 1_000_000) -> TrajectoryDataset:
 
 
 def main(options: Options) -> None:
+    torch.set_num_threads(1)  # as `diffplan collect` does
     print(f"torch threads: {torch.get_num_threads()}")
     if options.agent.exists():
         env = gym.make("Walker2d-v5")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 import tyro
 
 from diffplan.agents import load_agent
@@ -42,6 +43,7 @@ class Options:
 
 
 def main(options: Options) -> None:
+    torch.set_num_threads(1)  # as `diffplan collect` does
     env = gym.make(options.env)
     agent = load_agent(options.agent, env)
     print(f"{options.agent}  {options.env}  {options.episodes} episodes, seed {options.seed}")

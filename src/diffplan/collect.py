@@ -23,7 +23,13 @@ import torch
 from tqdm.auto import tqdm
 
 import diffplan
-from diffplan.agents import Agent, AgentLoader, agent_sha256, load_agent
+from diffplan.agents import (
+    PACKAGED_WALKER2D_AGENT,
+    Agent,
+    AgentLoader,
+    agent_sha256,
+    load_agent,
+)
 from diffplan.data.episodes import Episode, TrajectoryDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
 
@@ -36,11 +42,12 @@ DEFAULT_SIGMA = 0.03  # TQC on Walker2d-v5: 0.03 keeps its return (falls are rar
 class CollectConfig:
     """Roll out an RL Zoo / stable-baselines3 agent and write a dataset (Minari layout)."""
 
-    agent: Path
-    """SAC or TQC model zip (stable-baselines3 1.x or 2.x, as the RL Zoo publishes them), or a
-    diffplan agent directory (agent.json + policy.safetensors, see `diffplan train-agent`)."""
     out: Path
     """Output dataset directory (written atomically; see --overwrite)."""
+    agent: Path = PACKAGED_WALKER2D_AGENT
+    """SAC or TQC model zip (stable-baselines3 1.x or 2.x, as the RL Zoo publishes them), or a
+    diffplan agent directory (agent.json + policy.safetensors, see `diffplan train-agent`).
+    Default: the Walker2d-v5 PPO expert that ships with diffplan."""
     env: str = "Walker2d-v5"
     """Gymnasium environment id."""
     steps: int | None = None

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from importlib.resources import files
 from pathlib import Path
 
+from diffplan.agents import PACKAGED_WALKER2D_AGENT
 from diffplan.collect import CollectConfig, collect
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.planning.guides import GuideConfig
 from diffplan.runtime import DeviceChoice
 from diffplan.training import OptimConfig, TrainConfig, TrainValueConfig, train, train_value
 from diffplan.training.checkpoint import checkpoints
-from diffplan.training.config import WindowConfig
-
-PACKAGED_AGENT = Path(str(files("diffplan") / "assets" / "walker2d-ppo"))
+from diffplan.training.config import UNetConfig, ValueNetConfig, WindowConfig
 
 
 @dataclass
@@ -36,7 +34,7 @@ class RunConfig:
     quick: bool = False
     """A demo that finishes in a few minutes: tiny data and training budgets, 2 episodes
     at k = 1 and H-1. Its scores say nothing about the method."""
-    agent: Path = PACKAGED_AGENT
+    agent: Path = PACKAGED_WALKER2D_AGENT
     """Agent that collects the data (a diffplan agent directory or an SB3 zip)."""
     env: str = "Walker2d-v5"
     """Gymnasium environment id."""
@@ -44,6 +42,10 @@ class RunConfig:
     """Transitions to collect."""
     horizon: int = 8
     """Planning horizon H."""
+    dim_mults: tuple[int, ...] = (1, 2, 4, 8)
+    """U-Net (and value network) width multipliers; (1, 2, 4) is 4x smaller and ~2x faster."""
+    diffusion_steps: int = 20
+    """T_d, denoising steps per plan."""
     train_steps: int = 20_000
     """Optimiser steps of the diffusion model."""
     value_steps: int = 10_000
@@ -70,6 +72,9 @@ class RunConfig:
         return replace(
             self,
             data_steps=min(self.data_steps, 20_000),
+            dim_mults=(1, 2, 4),
+            diffusion_steps=min(self.diffusion_steps, 10),
+            batch_size=min(self.batch_size, 32),
             train_steps=min(self.train_steps, 600),
             value_steps=min(self.value_steps, 300),
             episodes=min(self.episodes, 2),
@@ -106,6 +111,7 @@ def run(config: RunConfig) -> None:
         "device": config.device,
         "threads": config.threads,
         "windows": windows,
+        "diffusion_steps": config.diffusion_steps,
     }
     diffusion, value = config.out / "diffusion", config.out / "value"
     save_every = max(config.train_steps // 4, 1)
@@ -113,6 +119,7 @@ def run(config: RunConfig) -> None:
         TrainConfig(
             out=diffusion,
             resume=bool(checkpoints(diffusion)),
+            model=UNetConfig(dim_mults=config.dim_mults),
             **common,
             optim=OptimConfig(
                 steps=config.train_steps,
@@ -126,6 +133,7 @@ def run(config: RunConfig) -> None:
         TrainValueConfig(
             out=value,
             resume=bool(checkpoints(value)),
+            model=ValueNetConfig(dim_mults=config.dim_mults),
             **common,
             optim=OptimConfig(
                 steps=config.value_steps,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import gymnasium as gym
 
 from diffplan.agents.gaussian_mlp import load_gaussian_mlp
 from diffplan.agents.zoo import Agent, AgentError, AgentLoader, load_sb3_agent, load_weights_agent
+
+PACKAGED_WALKER2D_AGENT = Path(str(files("diffplan") / "assets" / "walker2d-ppo"))
+"""The PPO Walker2d-v5 expert that ships with diffplan (see its MODEL_CARD.md)."""
 
 
 def load_agent(path: str | Path, env: gym.Env, loader: AgentLoader = "weights") -> Agent:
