@@ -84,3 +84,18 @@ def test_bad_agent_directories(tmp_path, ppo):
     (tmp_path / "agent.json").write_text(json.dumps({**spec, "format": "other-v9"}))
     with pytest.raises(AgentError, match="format 'other-v9'"):
         load_gaussian_mlp(tmp_path)
+
+
+def test_packaged_agent_loads_and_walks():
+    import gymnasium as gym
+
+    from diffplan.agents import PACKAGED_WALKER2D_AGENT, load_agent
+    from diffplan.collect import rollout
+
+    card = (PACKAGED_WALKER2D_AGENT / "MODEL_CARD.md").read_text()
+    assert "deterministic episodes" in card
+    agent = load_agent(PACKAGED_WALKER2D_AGENT, gym.make("Walker2d-v5"))
+    (episode,) = rollout(agent, "Walker2d-v5", steps=300, noise="none", num_envs=1)
+    assert not episode.terminated and episode.total_return > 900  # ~4.4 reward per step
+    with pytest.raises(AgentError, match="does not fit"):
+        load_agent(PACKAGED_WALKER2D_AGENT, gym.make("Hopper-v5"))

@@ -21,13 +21,13 @@ from diffplan.training import TrainConfig, TrainValueConfig, train, train_value
 
 # name -> (options dataclass, function running it). Add new subcommands here.
 COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
+    "run": (RunConfig, run),
     "train-agent": (TrainAgentConfig, train_agent),
     "collect": (CollectConfig, collect),
     "info": (InfoConfig, show_info),
     "train": (TrainConfig, train),
     "train-value": (TrainValueConfig, train_value),
     "evaluate": (EvaluateConfig, evaluate),
-    "run": (RunConfig, run),
 }
 
 

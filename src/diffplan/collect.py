@@ -40,7 +40,7 @@ DEFAULT_SIGMA = 0.03  # TQC on Walker2d-v5: 0.03 keeps its return (falls are rar
 
 @dataclass
 class CollectConfig:
-    """Roll out an RL Zoo / stable-baselines3 agent and write a dataset (Minari layout)."""
+    """Roll out an agent (diffplan's own or an RL Zoo zip) and write a dataset (Minari layout)."""
 
     out: Path
     """Output dataset directory (written atomically; see --overwrite)."""
