@@ -114,6 +114,12 @@ def test_minari_round_trip_identical_and_loadable_by_minari(tmp_path, tiny_datas
     np.testing.assert_array_equal(by_minari[1].actions, tiny_dataset[1].actions)
 
 
+def test_relative_paths_work(tmp_path, tiny_dataset, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_minari_dir(tiny_dataset, Path("runs/ds"))
+    assert_same_episodes(tiny_dataset, load_dataset("runs/ds"))
+
+
 def test_minari_load_dataset_by_id(tmp_path, tiny_dataset, monkeypatch):
     import minari
 

@@ -69,7 +69,7 @@ def read_minari_dir(path: str | os.PathLike) -> TrajectoryDataset:
     """Read a dataset stored in Minari's layout at ``path`` (``DIR`` or ``DIR/data``)."""
     import minari
 
-    data_dir = _data_dir(Path(path))
+    data_dir = _data_dir(Path(path).resolve())
     if not (data_dir / "metadata.json").exists():
         raise FileNotFoundError(
             f"{path}: no Minari dataset here (expected {data_dir / 'metadata.json'}); "
@@ -143,7 +143,7 @@ def write_minari_dir(
     info = dataset.info
     with atomic_directory(path, overwrite=overwrite) as tmp:
         storage = MinariStorage.new(
-            tmp / "data",
+            tmp.resolve() / "data",  # minari's storage needs an absolute path
             observation_space=observation_space,
             action_space=action_space,
             env_spec=env_spec,
