@@ -25,6 +25,21 @@ def build_network(architecture: dict[str, Any]) -> nn.Module:
     return NETWORKS[name](**kwargs)
 
 
+def load_network(
+    path: str | Path, kind: str, *, device: str | torch.device = "cpu", weights: str = "ema"
+) -> tuple[nn.Module, ckpt.CheckpointMeta]:
+    """The network of a ``kind`` (``"diffusion"`` or ``"value"``) checkpoint or run
+    directory, on ``device`` in eval mode, and the checkpoint's metadata."""
+    checkpoint = ckpt.resolve(path)
+    meta = ckpt.read_meta(checkpoint)
+    if meta.kind != kind:
+        wanted = {"diffusion": "diffusion model", "value": "value network"}[kind]
+        raise ValueError(f"{checkpoint} holds a {meta.kind} network, not a {wanted}")
+    model = build_network(meta.architecture)
+    ckpt.load_weights(checkpoint, model, weights)
+    return model.to(device).eval(), meta
+
+
 def load_generator(
     path: str | Path, *, device: str | torch.device = "cpu", weights: str = "ema"
 ) -> TrajectoryGenerator:
@@ -32,12 +47,7 @@ def load_generator(
 
     ``weights``: ``"ema"`` (default, what the original samples with) or ``"model"``.
     """
-    checkpoint = ckpt.resolve(path)
-    meta = ckpt.read_meta(checkpoint)
-    if meta.kind != "diffusion":
-        raise ValueError(f"{checkpoint} holds a {meta.kind} network, not a diffusion model")
-    model = build_network(meta.architecture)
-    ckpt.load_weights(checkpoint, model, weights)
+    model, meta = load_network(path, "diffusion", device=device, weights=weights)
     config = meta.config
     scheduler = DDPMScheduler(
         config["diffusion_steps"],
@@ -45,9 +55,7 @@ def load_generator(
         prediction_type=config["prediction"],
         clip_sample=config["clip_sample"],
     ).to(device)
-    return TrajectoryGenerator(
-        model.to(device).eval(), scheduler, meta.normalizer, obs_dim=meta.dataset["obs_dim"]
-    )
+    return TrajectoryGenerator(model, scheduler, meta.normalizer, obs_dim=meta.dataset["obs_dim"])
 
 
 def load_value_network(
@@ -55,10 +63,4 @@ def load_value_network(
 ) -> nn.Module:
     """The value network ``(x (B, H, D) normalised, t (B,)) -> (B,)`` of a value checkpoint
     or run directory, in eval mode."""
-    checkpoint = ckpt.resolve(path)
-    meta = ckpt.read_meta(checkpoint)
-    if meta.kind != "value":
-        raise ValueError(f"{checkpoint} holds a {meta.kind} network, not a value network")
-    model = build_network(meta.architecture)
-    ckpt.load_weights(checkpoint, model, weights)
-    return model.to(device).eval()
+    return load_network(path, "value", device=device, weights=weights)[0]
