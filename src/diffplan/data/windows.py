@@ -130,6 +130,11 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return int(self._starts.shape[0])
 
+    @property
+    def values(self) -> torch.Tensor:
+        """``(num_windows,)`` value targets of all windows, in index order."""
+        return self._values
+
     def get_batch(self, indices: torch.Tensor | np.ndarray | list[int]) -> WindowBatch:
         """Windows ``indices`` as one :class:`WindowBatch` (vectorised gather)."""
         indices = torch.as_tensor(indices, dtype=torch.int64)

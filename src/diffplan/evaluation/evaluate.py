@@ -27,7 +27,7 @@ from diffplan.planning.guides import GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 from diffplan.training import checkpoint as ckpt
-from diffplan.training.loading import load_generator, load_value_network
+from diffplan.training.loading import load_generator, load_network
 
 
 @dataclass
@@ -82,7 +82,7 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
         raise ValueError(f"--episodes must be >= 1, got {config.episodes}")
     value_net = None
     if config.value is not None:
-        value_meta = ckpt.read_meta(ckpt.resolve(config.value))
+        value_net, value_meta = load_network(config.value, "value", device=device)
         if value_meta.normalizer.state_dict() != meta.normalizer.state_dict() or (
             value_meta.architecture["horizon"] != horizon
         ):
@@ -90,7 +90,6 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
                 f"{config.value} was trained on other windows (horizon or normaliser) than "
                 f"{config.diffusion}; train the value network on the same dataset and horizon"
             )
-        value_net = load_value_network(config.value, device=device)
     env = gym.make(env_id)
     low, high = env.action_space.low, env.action_space.high
     env.close()

@@ -22,7 +22,6 @@ from diffplan.training.trainer import LossFn, Process, Trainer, start_process, w
 
 # Settings that may change when resuming; all others must match the checkpoint.
 RESUMABLE = ("dataset", "out", "resume", "progress", "threads", "device", "optim")
-VALUE_CHUNK = 65_536
 
 
 def resume_point(config: CommonConfig) -> Path | None:
@@ -145,14 +144,8 @@ def train(config: TrainConfig) -> list[tuple[int, float]]:
 
 
 def value_targets(windows: WindowDataset) -> Normalizer:
-    """Gaussian normaliser of all windows' value targets (fitted in chunks)."""
-    values = torch.cat(
-        [
-            windows.get_batch(torch.arange(start, min(start + VALUE_CHUNK, len(windows)))).value
-            for start in range(0, len(windows), VALUE_CHUNK)
-        ]
-    )
-    return Normalizer.fit(values[:, None].numpy(), "gaussian")
+    """Gaussian normaliser of all windows' value targets."""
+    return Normalizer.fit(windows.values[:, None].numpy(), "gaussian")
 
 
 def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
