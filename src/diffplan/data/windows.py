@@ -149,7 +149,3 @@ class WindowDataset(Dataset):
         """One window: ``window (H, D)``, ``mask (H,)``, ``value ()``."""
         batch = self.get_batch([index])
         return {"window": batch.window[0], "mask": batch.mask[0], "value": batch.value[0]}
-
-    def split(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(..., D)`` -> observations ``(..., obs_dim)`` and actions ``(..., act_dim)``."""
-        return window[..., : self.obs_dim], window[..., self.obs_dim :]
