@@ -11,6 +11,7 @@ import torch
 from diffplan.data import Normalizer
 from diffplan.diffusion import (
     DDPMScheduler,
+    SamplerConfig,
     TrajectoryGenerator,
     denoising_loss,
     impose,
@@ -58,8 +59,10 @@ def test_unknown_options_list_the_valid_ones() -> None:
         make_betas("quadratic", 20)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\('x0', 'epsilon'\)"):
         DDPMScheduler(20, prediction_type="v")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="divide"):
-        DDPMScheduler(20).set_timesteps(3)
+    with pytest.raises(ValueError, match=r"1\.\.20 steps"):
+        DDPMScheduler(20).timesteps(21)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        DDPMScheduler(20).step(torch.zeros(1, 2, 2), 3, torch.zeros(1, 2, 2), method="euler")  # type: ignore[arg-type]
 
 
 # --- scheduler -------------------------------------------------------------------------------
@@ -99,14 +102,113 @@ def test_last_step_is_deterministic_and_returns_x0_for_x0_prediction() -> None:
     torch.testing.assert_close(scheduler.step(x0, 0, x_t).prev_sample, x0)
 
 
-def test_strided_timesteps() -> None:
+def test_timesteps_are_evenly_spaced_chains_ending_at_zero() -> None:
     scheduler = DDPMScheduler(20)
-    assert scheduler.timesteps.tolist() == list(range(19, -1, -1))
-    scheduler.set_timesteps(5)
-    assert scheduler.timesteps.tolist() == [19, 15, 11, 7, 3]
-    # The last strided step is final: no noise, prediction returned.
+    assert scheduler.timesteps().tolist() == list(range(19, -1, -1))
+    assert scheduler.timesteps(5).tolist() == [19, 14, 10, 5, 0]
+    assert scheduler.timesteps(3, start=6).tolist() == [6, 3, 0]
+    assert scheduler.timesteps(1, start=4).tolist() == [4]
+    # A strided step is final when it jumps to -1: no noise, prediction returned.
     x0 = torch.randn(1, 8, 5)
-    torch.testing.assert_close(scheduler.step(x0, 3, torch.randn(1, 8, 5)).prev_sample, x0)
+    torch.testing.assert_close(
+        scheduler.step(x0, 3, torch.randn(1, 8, 5), prev_t=-1).prev_sample, x0
+    )
+
+
+def test_ddim_with_eta_one_is_the_ddpm_step() -> None:
+    scheduler = DDPMScheduler(20, prediction_type="epsilon")
+    output, x_t = torch.randn(4, 8, 5), torch.randn(4, 8, 5)
+    for t, prev_t in ((12, 11), (19, 14)):
+        ddpm = scheduler.step(
+            output, t, x_t, prev_t=prev_t, generator=torch.Generator().manual_seed(1)
+        )
+        ddim = scheduler.step(
+            output,
+            t,
+            x_t,
+            prev_t=prev_t,
+            method="ddim",
+            eta=1.0,
+            generator=torch.Generator().manual_seed(1),
+        )
+        torch.testing.assert_close(ddim.prev_sample, ddpm.prev_sample, rtol=1e-4, atol=1e-5)
+
+
+def test_dpm_solver_first_step_is_deterministic_ddim() -> None:
+    scheduler = DDPMScheduler(20)
+    output, x_t = torch.randn(4, 8, 5), torch.randn(4, 8, 5)
+    ddim = scheduler.step(output, 15, x_t, prev_t=10, method="ddim")
+    dpm = scheduler.step(output, 15, x_t, prev_t=10, method="dpm-solver++")
+    torch.testing.assert_close(dpm.prev_sample, ddim.prev_sample, rtol=1e-5, atol=1e-5)
+
+
+class GaussianOracle(torch.nn.Module):
+    """The exact x0-predictor E[x0 | x_t] for data x0 ~ N(mean, std^2) in every entry."""
+
+    def __init__(self, scheduler: DDPMScheduler, mean: float, std: float) -> None:
+        super().__init__()
+        self.alpha_bar, self.mean, self.var = scheduler.alphas_cumprod, mean, std**2
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.alpha_bar[t].sqrt()[:, None, None]
+        gain = a * self.var / (a**2 * self.var + 1 - a**2)
+        return self.mean + gain * (x - a * self.mean)
+
+
+def gaussian_samples(scheduler: DDPMScheduler, method: str, steps: int) -> torch.Tensor:
+    """4000 x 4 samples of the sampler with the exact denoiser of N(1, 0.5^2) data."""
+    return sample_windows(
+        GaussianOracle(scheduler, mean=1.0, std=0.5),
+        scheduler,
+        torch.zeros(4000, 2, 2),
+        torch.zeros(2, 2, dtype=torch.bool),
+        sampler=SamplerConfig(method, steps),  # type: ignore[arg-type]
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim"])
+def test_long_chains_reproduce_gaussian_data_with_an_exact_denoiser(method: str) -> None:
+    samples = gaussian_samples(DDPMScheduler(1000), method, 1000)
+    assert samples.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert samples.std().item() == pytest.approx(0.5, rel=0.03)
+
+
+def test_deterministic_samplers_converge_to_the_probability_flow_solution() -> None:
+    # For N(mu, s^2) data the probability-flow ODE keeps (x_t - a_t mu) / sqrt(a_t^2 s^2 +
+    # sigma_t^2) constant, so the exact x_0 of each starting noise is known in closed form.
+    scheduler = DDPMScheduler(20)
+    noise = torch.randn(4000, 2, 2, generator=torch.Generator().manual_seed(0))
+    alpha_bar = scheduler.alphas_cumprod[-1]
+    exact = 1.0 + 0.5 * (noise - alpha_bar.sqrt()) / (0.25 * alpha_bar + 1 - alpha_bar).sqrt()
+
+    def error(method: str, steps: int) -> float:
+        return (gaussian_samples(scheduler, method, steps) - exact).abs().mean().item()
+
+    assert error("ddim", 20) < 0.6 * error("ddim", 10) < 0.6 * error("ddim", 5)  # first order
+    assert error("dpm-solver++", 5) < 0.2 * error("ddim", 5)  # second order
+    assert error("dpm-solver++", 20) < 0.005
+
+
+def test_warm_start_noises_the_init_to_the_first_step() -> None:
+    # An identity x0-predictor returns its input; one step from t = 0 then returns the
+    # init noised to step 0, i.e. the init up to sqrt(1 - a_bar_0) noise.
+    scheduler = DDPMScheduler(20)
+    init = torch.randn(3, 8, 5)
+    identity = lambda x, t: x  # noqa: E731
+    out = sample_windows(
+        identity,  # type: ignore[arg-type]
+        scheduler,
+        torch.zeros(3, 8, 5),
+        torch.zeros(8, 5, dtype=torch.bool),
+        sampler=SamplerConfig("ddim"),
+        timesteps=scheduler.timesteps(1, start=0),
+        init=init,
+        generator=torch.Generator().manual_seed(0),
+    )
+    noise_std = (1 - scheduler.alphas_cumprod[0]).sqrt().item()
+    residual = out - scheduler.alphas_cumprod[0].sqrt() * init
+    assert residual.std().item() == pytest.approx(noise_std, rel=0.2)
 
 
 # --- masks and loss --------------------------------------------------------------------------

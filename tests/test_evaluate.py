@@ -12,8 +12,9 @@ from conftest import synthetic_dataset
 
 from diffplan.data import TrajectoryDataset
 from diffplan.data.minari_format import write_minari_dir
+from diffplan.diffusion import SamplerConfig
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
-from diffplan.planning.guides import GuideConfig
+from diffplan.planning import GuideConfig, PlanningConfig, WarmStart
 from diffplan.training import OptimConfig, TrainConfig, TrainValueConfig, train, train_value
 from diffplan.training.config import UNetConfig, ValueNetConfig
 
@@ -52,8 +53,7 @@ def test_evaluate_writes_every_artifact(tiny_runs, tmp_path):
             out=out,
             windows=(1, 7),
             episodes=2,
-            candidates=3,
-            guide=GuideConfig(n_guide_steps=1),
+            planning=PlanningConfig(candidates=3, guide=GuideConfig(n_guide_steps=1)),
             threads=1,
             progress=False,
         )
@@ -97,3 +97,26 @@ def test_evaluate_refuses_bad_options(tiny_runs, tmp_path):
         )
     with pytest.raises(ValueError, match="holds a value network, not a diffusion model"):
         evaluate(EvaluateConfig(diffusion=value, out=tmp_path, progress=False))
+
+
+def test_evaluate_runs_the_fast_planner_options(tiny_runs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    diffusion, _ = tiny_runs
+    planning = PlanningConfig(
+        sampler=SamplerConfig("dpm-solver++", 3), backend="onnx", warm_start=WarmStart(2, 1)
+    )
+    config = EvaluateConfig(
+        diffusion=diffusion,
+        out=tmp_path / "fast",
+        windows=(2,),
+        episodes=2,
+        planning=planning,
+        threads=1,
+        progress=False,
+    )
+    (result,) = evaluate(config)
+    assert result.metrics.episodes == 2 and all(e.length > 0 for e in result.episodes)
+    header = (tmp_path / "fast" / "report.md").read_text()
+    assert "Sampler dpm-solver++, 3 steps, onnx backend, warm start from step 2" in header
+    saved = json.loads((tmp_path / "fast" / "config.json").read_text())
+    assert saved["config"]["planning"]["sampler"]["method"] == "dpm-solver++"

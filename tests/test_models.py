@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from diffplan.models import TemporalUnet, ValueNetwork
+from diffplan.models.channels_last import ChannelsLastUnet
 
 MULTS = [(1, 2, 4), (1, 2, 4, 8)]
 
@@ -82,3 +83,28 @@ def test_windows_are_processed_independently() -> None:
     model = TemporalUnet(8, 5, dim=8, dim_mults=(1, 2, 4, 8))
     x, t = torch.randn(4, 8, 5), torch.tensor([1, 2, 3, 4])
     torch.testing.assert_close(model(x, t)[:2], model(x[:2], t[:2]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("horizon", "dim_mults", "batch"), [(8, (1, 2, 4), 1), (8, (1, 2, 4, 8), 6), (32, (1, 2, 4), 3)]
+)
+def test_channels_last_copy_computes_the_same_function(
+    horizon: int, dim_mults: tuple[int, ...], batch: int
+) -> None:
+    torch.manual_seed(0)
+    unet = TemporalUnet(horizon, 23, dim=16, dim_mults=dim_mults).eval()
+    with torch.no_grad():  # move every weight off its initialisation (GroupNorm's are 1 and 0)
+        for parameter in unet.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    copy = ChannelsLastUnet.from_unet(unet)
+    x, t = torch.randn(batch, horizon, 23), torch.randint(0, 20, (batch,))
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x, t), unet(x, t), rtol=1e-4, atol=1e-5)
+        before = copy(x, t)
+        unet.final[1].bias.add_(1.0)  # the copy owns its weights
+        torch.testing.assert_close(copy(x, t), before)
+
+
+def test_channels_last_copy_refuses_attention() -> None:
+    with pytest.raises(ValueError, match="no attention"):
+        ChannelsLastUnet.from_unet(TemporalUnet(8, 5, dim=8, dim_mults=(1, 2), attention=True))

@@ -9,10 +9,10 @@ from torch import nn
 
 from diffplan.data import Normalizer
 from diffplan.diffusion.ddpm import DDPMScheduler
-from diffplan.diffusion.sampling import TrajectoryGenerator
+from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
 from diffplan.models import TemporalUnet
 from diffplan.planning.guides import GuideConfig, ValueGuide
-from diffplan.planning.planner import DiffusionPlanner
+from diffplan.planning.planner import DiffusionPlanner, WarmStart
 
 OBS, ACT, H = 3, 2, 8
 
@@ -53,6 +53,58 @@ def test_exactly_k_actions_run_between_replans(k):
             first_actions = planner.last_plans[:, 0, OBS:].numpy()
             np.testing.assert_allclose(executed[-1], first_actions)
     assert planner.plans_made == -(-20 // k)  # ceil(20 / k)
+
+
+class IdentityDenoiser(nn.Module):
+    """Predicts x0 = x_t: a sampler step from t = 0 returns its input."""
+
+    horizon, transition_dim = H, OBS + ACT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_warm_started_replans_start_from_the_last_plan_shifted_by_k(k):
+    normalizer = Normalizer("gaussian", np.zeros(OBS + ACT), np.ones(OBS + ACT))
+    generator = TrajectoryGenerator(IdentityDenoiser(), DDPMScheduler(20), normalizer, OBS)
+    planner = DiffusionPlanner(
+        generator,
+        effective_window=k,
+        sampler=SamplerConfig("ddim"),
+        warm_start=WarmStart(step=0, steps=1),
+    )
+    planner.reset(2)
+    observations = np.zeros((2, OBS), np.float32)
+    first = None
+    for _ in range(k + 1):
+        planner.act(observations, np.arange(2))
+        first = planner.last_plans if first is None else first
+    second = planner.last_plans
+    assert planner.plans_made == 2 and second is not first
+    # Rows after the state: the first plan's rows k+1.. (its last row repeated at the end),
+    # noised to step 0 (std sqrt(1 - a_bar_0) ~ 0.09 here).
+    shifted = torch.cat([first[:, k:], first[:, -1:].expand(-1, k, -1)], dim=1)
+    torch.testing.assert_close(second[:, 1:], shifted[:, 1:], rtol=0, atol=0.5)
+    assert not torch.allclose(second[:, 1:], first[:, 1:], atol=0.5)
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnx"])
+def test_fast_backends_plan_like_eager(backend):
+    pytest.importorskip("onnxruntime")
+    generator = tiny_generator()
+    sampler = SamplerConfig("ddim", 3)
+    for batch in (2, 5):  # the onnx backend's two graphs (batch <= 4 and larger)
+        observations = np.random.default_rng(batch).normal(size=(batch, OBS)).astype(np.float32)
+        generator.set_backend("eager")
+        eager = DiffusionPlanner(generator, sampler=sampler, seed=4).plan(observations)
+        generator.set_backend(backend)
+        fast = DiffusionPlanner(generator, sampler=sampler, seed=4).plan(observations)
+        torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-4)
 
 
 def test_effective_window_and_candidate_options_are_checked():

@@ -18,7 +18,7 @@ from pathlib import Path
 from diffplan.agents import PACKAGED_WALKER2D_AGENT
 from diffplan.collect import CollectConfig, collect
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
-from diffplan.planning.guides import GuideConfig
+from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice
 from diffplan.training import OptimConfig, TrainConfig, TrainValueConfig, train, train_value
 from diffplan.training.checkpoint import checkpoints
@@ -54,10 +54,8 @@ class RunConfig:
     """Windows per optimiser step (both networks)."""
     episodes: int = 10
     """Evaluation episodes per setting."""
-    candidates: int = 64
-    """Plans per decision in the guided run."""
-    guide: GuideConfig = field(default_factory=GuideConfig)
-    """Value guidance options."""
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
+    """Sampler, backend, warm start, candidates and guidance of the planner."""
     seed: int = 0
     """Seed of every stage."""
     device: DeviceChoice = "auto"
@@ -78,7 +76,7 @@ class RunConfig:
             train_steps=min(self.train_steps, 600),
             value_steps=min(self.value_steps, 300),
             episodes=min(self.episodes, 2),
-            candidates=min(self.candidates, 8),
+            planning=replace(self.planning, candidates=min(self.planning.candidates, 8)),
         )
 
 
@@ -151,8 +149,7 @@ def run(config: RunConfig) -> None:
             windows=windows_k,
             episodes=config.episodes,
             seed=config.seed,
-            candidates=config.candidates,
-            guide=config.guide,
+            planning=config.planning,
             device=config.device,
             threads=config.threads,
         )

@@ -23,8 +23,7 @@ from diffplan.data.episodes import DatasetInfo
 from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.report import SettingResult, write_report
 from diffplan.evaluation.rollout import run_episodes
-from diffplan.planning.guides import GuideConfig, ValueGuide
-from diffplan.planning.planner import DiffusionPlanner
+from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 from diffplan.training import checkpoint as ckpt
 from diffplan.training.loading import load_generator, load_network
@@ -48,10 +47,8 @@ class EvaluateConfig:
     """Episodes per setting; episode i is reset with seed + i in every setting."""
     seed: int = 0
     """First episode seed; also seeds the sampler."""
-    candidates: int = 64
-    """Plans sampled per decision in guided runs; the value network picks the best."""
-    guide: GuideConfig = field(default_factory=GuideConfig)
-    """Value guidance options."""
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
+    """Sampler, backend, warm start, candidates and guidance of the planner."""
     weights: Literal["ema", "model"] = "ema"
     """Which weights of the diffusion checkpoint to plan with."""
     device: DeviceChoice = "auto"
@@ -67,7 +64,9 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    generator = load_generator(config.diffusion, device=device, weights=config.weights)
+    generator = load_generator(
+        config.diffusion, device=device, weights=config.weights, backend=config.planning.backend
+    )
     meta = ckpt.read_meta(ckpt.resolve(config.diffusion))
     data = DatasetInfo(**meta.dataset)
     env_id = data.env_id
@@ -110,12 +109,10 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     )
     results: list[SettingResult] = []
     for label, k, guided in settings:
-        planner = DiffusionPlanner(
+        planner = config.planning.make_planner(
             generator,
-            effective_window=k,
-            num_candidates=config.candidates if guided else 1,
+            k,
             value_net=value_net if guided else None,
-            guide=ValueGuide(value_net, config.guide) if guided else None,
             action_low=low,
             action_high=high,
             seed=config.seed,
@@ -137,14 +134,20 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
 
 def _header(config: EvaluateConfig, horizon: int, guided: bool) -> str:
     last = config.seed + config.episodes - 1
+    planning = config.planning
+    sampler, warm = planning.sampler, planning.warm_start
     text = (
         f"# Planning with {config.diffusion} (H = {horizon})\n\n"
-        f"{config.episodes} episodes per setting, seeds {config.seed} to {last}."
+        f"{config.episodes} episodes per setting, seeds {config.seed} to {last}. "
+        f"Sampler {sampler.method}, {sampler.steps or 'all'} steps, {planning.backend} backend"
     )
+    if warm.step is not None:
+        text += f", warm start from step {warm.step} ({warm.steps or 'sampler'} steps)"
+    text += "."
     if guided:
-        guide = config.guide
+        guide = planning.guide
         text += (
-            f" Guided runs: {config.candidates} candidates, scale {guide.scale}, "
+            f" Guided runs: {planning.candidates} candidates, scale {guide.scale}, "
             f"{guide.n_guide_steps} guide steps, {guide.gradient_scaling} scaling, "
             f"t_stopgrad {guide.t_stopgrad}."
         )

@@ -9,15 +9,38 @@ before the next plan (its H = 8 model was evaluated at k = 1 .. 7).
 
 With ``num_candidates > 1`` it samples that many plans per environment and
 keeps the one the value network rates highest.
+
+With a warm start, a replan does not start from pure noise: the environment's last
+plan, shifted by the ``k`` rows already executed (its last row repeated to fill the
+window), is noised to diffusion step ``WarmStart.step`` and denoised from there in
+``WarmStart.steps`` steps. An environment's first plan is always sampled cold.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from diffplan.diffusion.sampling import Guide, TrajectoryGenerator
+from diffplan.diffusion.sampling import Guide, SamplerConfig, TrajectoryGenerator
+
+
+@dataclass
+class WarmStart:
+    """Replan from the last plan shifted by ``k`` instead of from pure noise."""
+
+    step: int | None = None
+    """Diffusion step t the shifted plan is noised to (None: no warm start, every plan cold)."""
+    steps: int | None = None
+    """Denoising steps of a warm plan, from `step` to 0 (default: the sampler's, at most step+1)."""
+
+    def __post_init__(self) -> None:
+        if self.step is not None and self.step < 0:
+            raise ValueError(f"warm start step must be >= 0, got {self.step}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"warm start steps must be >= 1, got {self.steps}")
 
 
 class DiffusionPlanner:
@@ -30,6 +53,8 @@ class DiffusionPlanner:
         value_net: rates candidates, ``(x (B, H, D) normalised, t (B,)) -> (B,)``; needed
             when ``num_candidates > 1``.
         guide: optional value guidance applied inside the sampler.
+        sampler: denoising method and steps (default: the report's 20 DDPM steps).
+        warm_start: start replans from the last plan (module docstring); default: cold.
         action_low, action_high: ``(act_dim,)`` bounds the actions are clipped to.
         seed: seeds the sampler's noise.
     """
@@ -42,6 +67,8 @@ class DiffusionPlanner:
         num_candidates: int = 1,
         value_net: nn.Module | None = None,
         guide: Guide | None = None,
+        sampler: SamplerConfig | None = None,
+        warm_start: WarmStart | None = None,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
         seed: int = 0,
@@ -56,7 +83,14 @@ class DiffusionPlanner:
             raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
         if num_candidates > 1 and value_net is None:
             raise ValueError("choosing among candidates needs a value network")
+        self.warm_start = warm_start or WarmStart()
+        last_step = generator.scheduler.num_train_timesteps - 1
+        if self.warm_start.step is not None and self.warm_start.step > last_step:
+            raise ValueError(
+                f"warm start step must be in 0..{last_step}, got {self.warm_start.step}"
+            )
         self.generator, self.guide, self.value_net = generator, guide, value_net
+        self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.action_low, self.action_high = action_low, action_high
         self.torch_generator = torch.Generator(device=generator.device).manual_seed(seed)
@@ -69,13 +103,34 @@ class DiffusionPlanner:
             (num_envs, self.effective_window, self.generator.act_dim), np.float32
         )
         self._next = np.full(num_envs, self.effective_window)  # index of the next action to run
+        shape = (num_envs, self.generator.horizon, self.generator.normalizer.dim)
+        self._plans = torch.zeros(shape)  # raw: each environment's last plan
+        self._planned = np.zeros(num_envs, dtype=bool)
         self.last_plans: torch.Tensor | None = None
 
-    def plan(self, observations: np.ndarray) -> torch.Tensor:
-        """``(N, obs_dim)`` raw observations -> the chosen plans ``(N, H, D)``, raw units."""
+    def plan(self, observations: np.ndarray, init: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, obs_dim)`` raw observations -> the chosen plans ``(N, H, D)``, raw units.
+
+        ``init``: ``(N, H, D)`` raw windows to warm-start from (needs ``warm_start.step``).
+        """
         count, candidates = len(observations), self.num_candidates
         repeated = np.repeat(observations, candidates, axis=0)
-        plans = self.generator.sample(repeated, generator=self.torch_generator, guide=self.guide)
+        sampler, start = self.sampler, None
+        if init is not None:
+            start = self.warm_start.step
+            if start is None:
+                raise ValueError("a warm-started plan needs WarmStart.step")
+            steps = min(self.warm_start.steps or self.sampler.steps or start + 1, start + 1)
+            sampler = SamplerConfig(self.sampler.method, steps, self.sampler.eta)
+            init = init.repeat_interleave(candidates, dim=0)
+        plans = self.generator.sample(
+            repeated,
+            sampler=sampler,
+            init=init,
+            start=start,
+            generator=self.torch_generator,
+            guide=self.guide,
+        )
         self.plans_made += 1
         if candidates == 1:
             return plans
@@ -86,6 +141,22 @@ class DiffusionPlanner:
         best = scores.argmax(dim=1) + torch.arange(count, device=scores.device) * candidates
         return plans[best]
 
+    def _replan(self, observations: np.ndarray, env_ids: np.ndarray) -> torch.Tensor:
+        """Plans ``(N, H, D)`` for ``env_ids``: warm where they have a last plan, else cold."""
+        plans = torch.empty(len(env_ids), *self._plans.shape[1:])
+        warm = self._planned[env_ids] & (self.warm_start.step is not None)
+        if warm.any():
+            # the rows not yet executed, then the last row repeated for the k executed ones
+            k = self.effective_window
+            last = self._plans[env_ids[warm]]
+            shifted = torch.cat([last[:, k:], last[:, -1:].expand(-1, k, -1)], dim=1)
+            plans[torch.as_tensor(warm)] = self.plan(observations[warm], init=shifted).cpu()
+        if (~warm).any():
+            plans[torch.as_tensor(~warm)] = self.plan(observations[~warm]).cpu()
+        self._plans[env_ids] = plans
+        self._planned[env_ids] = True
+        return plans
+
     def act(self, observations: np.ndarray, env_ids: np.ndarray | None = None) -> np.ndarray:
         """Next action ``(N, act_dim)`` for environments ``env_ids`` observing ``(N, obs_dim)``.
 
@@ -94,10 +165,10 @@ class DiffusionPlanner:
         env_ids = np.arange(len(observations)) if env_ids is None else np.asarray(env_ids)
         stale = self._next[env_ids] >= self.effective_window
         if stale.any():
-            plans = self.plan(np.asarray(observations)[stale])
+            plans = self._replan(np.asarray(observations)[stale], env_ids[stale])
             self.last_plans = plans
             actions = plans[:, : self.effective_window, self.generator.obs_dim :]
-            self._actions[env_ids[stale]] = actions.cpu().numpy()
+            self._actions[env_ids[stale]] = actions.numpy()
             self._next[env_ids[stale]] = 0
         chosen = self._actions[env_ids, self._next[env_ids]]
         self._next[env_ids] += 1

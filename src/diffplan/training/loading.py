@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffplan.diffusion.backends import Backend
 from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.sampling import TrajectoryGenerator
 from diffplan.models import TemporalUnet, ValueNetwork
@@ -41,11 +42,16 @@ def load_network(
 
 
 def load_generator(
-    path: str | Path, *, device: str | torch.device = "cpu", weights: str = "ema"
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    weights: str = "ema",
+    backend: Backend = "eager",
 ) -> TrajectoryGenerator:
     """A :class:`TrajectoryGenerator` from a diffusion checkpoint or run directory.
 
-    ``weights``: ``"ema"`` (default, what the original samples with) or ``"model"``.
+    ``weights``: ``"ema"`` (default, what the original samples with) or ``"model"``;
+    ``backend``: how the denoiser runs (:mod:`diffplan.diffusion.backends`).
     """
     model, meta = load_network(path, "diffusion", device=device, weights=weights)
     config = meta.config
@@ -55,7 +61,9 @@ def load_generator(
         prediction_type=config["prediction"],
         clip_sample=config["clip_sample"],
     ).to(device)
-    return TrajectoryGenerator(model, scheduler, meta.normalizer, obs_dim=meta.dataset["obs_dim"])
+    return TrajectoryGenerator(
+        model, scheduler, meta.normalizer, obs_dim=meta.dataset["obs_dim"], backend=backend
+    )
 
 
 def load_value_network(

@@ -1,0 +1,98 @@
+"""Ways to run a trained denoiser at planning time, chosen for speed (``benchmarks/plan_speed.py``).
+
+On a CPU a small temporal U-Net spends most of a forward pass on per-operator
+overhead, not arithmetic. A backend runs the same weights through a leaner graph:
+
+- ``"eager"``: plain PyTorch (any device; the fallback).
+- ``"torchscript"``: the channels-last matrix-product copy of the U-Net
+  (:class:`~diffplan.models.channels_last.ChannelsLastUnet`), traced and frozen.
+- ``"onnx"`` (CPU): ONNX Runtime runs the convolutional graph for batches of up to
+  ``SMALL_BATCH`` windows and the channels-last graph for larger ones (the crossover
+  measured by ``benchmarks/plan_speed.py``). Needs the ``onnxruntime`` and ``onnx`` packages.
+
+A backend is a snapshot: it holds the weights as they were when it was built, so
+rebuild it after the weights change (e.g. during fine-tuning).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any, Literal, get_args
+
+import torch
+from torch import nn
+
+from diffplan.models.channels_last import ChannelsLastUnet
+from diffplan.models.unet import TemporalUnet
+
+Backend = Literal["eager", "torchscript", "onnx"]
+SMALL_BATCH = 4
+"""Largest batch the onnx backend runs through the convolutional graph."""
+
+
+def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
+    """An ONNX Runtime session of ``model`` with a dynamic batch size, on torch's threads."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(
+            "the onnx backend needs onnxruntime: pip install onnxruntime onnx "
+            "(or choose --planning.backend eager)"
+        ) from error
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape checks
+        torch.onnx.export(
+            model,
+            example,
+            buffer,
+            input_names=["x", "t"],
+            output_names=["output"],
+            dynamic_axes={"x": {0: "batch"}, "t": {0: "batch"}, "output": {0: "batch"}},
+            dynamo=False,
+        )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(
+        buffer.getvalue(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+class OnnxDenoiser(nn.Module):
+    """A denoiser ``(x (B, H, D), t (B,)) -> (B, H, D)`` run by ONNX Runtime on the CPU."""
+
+    def __init__(self, model: TemporalUnet, example: tuple[torch.Tensor, torch.Tensor]) -> None:
+        super().__init__()
+        self.small = _onnx_session(model, example)
+        self.large = _onnx_session(ChannelsLastUnet.from_unet(model), example)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        session = self.small if len(x) <= SMALL_BATCH else self.large
+        inputs = {"x": x.detach().contiguous().numpy(), "t": t.detach().numpy()}
+        return torch.from_numpy(session.run(None, inputs)[0])
+
+
+def build_denoiser(model: TemporalUnet, backend: Backend, device: torch.device) -> nn.Module:
+    """``model`` (eval mode, on ``device``) as the ``backend`` runs it; same call signature."""
+    if backend not in get_args(Backend):
+        raise ValueError(f"unknown backend {backend!r}; choose one of {get_args(Backend)}")
+    model.eval()
+    if backend == "eager":
+        return model
+    if backend == "onnx" and device.type != "cpu":
+        raise ValueError(
+            f"the onnx backend runs on the CPU, not {device}; use eager or torchscript"
+        )
+    horizon, dim = model.horizon, model.transition_dim
+    example = (
+        torch.zeros(2, horizon, dim, device=device),
+        torch.zeros(2, dtype=torch.long, device=device),
+    )
+    if backend == "onnx":
+        return OnnxDenoiser(model, example)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape checks
+        traced = torch.jit.trace(ChannelsLastUnet.from_unet(model), example, check_trace=False)
+        return torch.jit.freeze(traced)

@@ -1,0 +1,54 @@
+"""Planning options shared by ``diffplan evaluate``, ``diffplan run`` and the benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from diffplan.diffusion.backends import Backend
+from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
+from diffplan.planning.guides import GuideConfig, ValueGuide
+from diffplan.planning.planner import DiffusionPlanner, WarmStart
+
+
+@dataclass
+class PlanningConfig:
+    """How plans are sampled (unguided and value-guided runs) and how the denoiser runs."""
+
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """Denoising method and number of steps."""
+    backend: Backend = "eager"
+    """How the denoiser runs: eager PyTorch, TorchScript, or ONNX Runtime (CPU)."""
+    warm_start: WarmStart = field(default_factory=WarmStart)
+    """Replan from the last plan shifted by k, noised to a given step (off by default)."""
+    candidates: int = 64
+    """Plans sampled per decision in guided runs; the value network picks the best."""
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    """Value guidance options (guided runs)."""
+
+    def make_planner(
+        self,
+        generator: TrajectoryGenerator,
+        effective_window: int,
+        *,
+        value_net: nn.Module | None = None,
+        action_low: np.ndarray | None = None,
+        action_high: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> DiffusionPlanner:
+        """A planner at window ``k``; value-guided with candidates when ``value_net`` is given."""
+        guided = value_net is not None
+        return DiffusionPlanner(
+            generator,
+            effective_window=effective_window,
+            num_candidates=self.candidates if guided else 1,
+            value_net=value_net,
+            guide=ValueGuide(value_net, self.guide) if value_net is not None else None,
+            sampler=self.sampler,
+            warm_start=self.warm_start,
+            action_low=action_low,
+            action_high=action_high,
+            seed=seed,
+        )
