@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +102,7 @@ def test_evaluate_refuses_bad_options(tiny_runs, tmp_path):
         evaluate(EvaluateConfig(diffusion=value, out=tmp_path, progress=False))
 
 
-def test_evaluate_runs_the_fast_planner_options(tiny_runs, tmp_path):
+def test_evaluate_runs_the_fast_planner_options(tiny_runs, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     diffusion, _ = tiny_runs
     planning = PlanningConfig(
@@ -113,10 +116,55 @@ def test_evaluate_runs_the_fast_planner_options(tiny_runs, tmp_path):
         planning=planning,
         threads=1,
         progress=False,
+        video=True,
     )
     (result,) = evaluate(config)
+    # the video is written, or skipped with a reason where this process has no offscreen GL
+    printed = capsys.readouterr().out
+    assert (tmp_path / "fast" / "rollout.gif").exists() != ("video skipped" in printed)
     assert result.metrics.episodes == 2 and all(e.length > 0 for e in result.episodes)
     header = (tmp_path / "fast" / "report.md").read_text()
     assert "Sampler dpm-solver++, 3 steps, onnx backend, warm start from step 2" in header
     saved = json.loads((tmp_path / "fast" / "config.json").read_text())
     assert saved["config"]["planning"]["sampler"]["method"] == "dpm-solver++"
+
+
+VIDEO_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+from diffplan.evaluation.video import record_episode
+
+class Still:
+    def reset(self, num_envs): pass
+    def act(self, observations, env_ids): return np.zeros((len(env_ids), 6), np.float32)
+
+path = record_episode(Still(), "Walker2d-v5", 0, Path(sys.argv[1]), every=50)
+print("written" if path else "none")
+"""
+
+
+def _record(tmp_path, gl: str) -> tuple[str, Path]:
+    out = tmp_path / f"{gl}.gif"
+    env = {**os.environ, "MUJOCO_GL": gl}
+    result = subprocess.run(
+        [sys.executable, "-c", VIDEO_SCRIPT, str(out)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout, out
+
+
+def test_video_is_a_gif_of_the_episode_where_egl_renders(tmp_path):
+    stdout, out = _record(tmp_path, "egl")
+    if "video skipped" in stdout:
+        pytest.skip(f"no EGL offscreen rendering here: {stdout.strip()}")
+    from PIL import Image
+
+    with Image.open(out) as gif:
+        assert gif.n_frames > 2 and gif.size == (320, 240)
+
+
+def test_video_without_gl_is_skipped_with_advice(tmp_path):
+    stdout, out = _record(tmp_path, "glfw" if not os.environ.get("DISPLAY") else "invalid")
+    assert "video skipped" in stdout and "MUJOCO_GL=egl" in stdout and stdout.endswith("none\n")
+    assert not out.exists()

@@ -4,8 +4,8 @@ Sweeps effective windows ``k`` (default ``1 .. H-1``) with the same episode
 seeds for every setting, adds a value-guided run at the longest window when a
 value network is given, and writes a run folder: ``metrics.csv``,
 ``metrics.json``, ``episodes.csv``, ``report.md``, ``scores.png`` (the report's
-Figure 1), ``episodes.png`` (Figure 2) and ``config.json`` (resolved options,
-git revision).
+Figure 1), ``episodes.png`` (Figure 2), ``config.json`` (resolved options,
+git revision) and, with ``--video``, ``rollout.gif`` (one episode of the first setting).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from diffplan.data.episodes import DatasetInfo
 from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.report import SettingResult, write_report
 from diffplan.evaluation.rollout import run_episodes
+from diffplan.evaluation.video import record_episode
 from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 from diffplan.training import checkpoint as ckpt
@@ -57,6 +58,8 @@ class EvaluateConfig:
     """CPU threads of torch (None: torch's default). Use 1 on a busy machine."""
     progress: bool = True
     """Show progress bars."""
+    video: bool = False
+    """Also record one episode (first seed, first setting) as rollout.gif (needs offscreen GL)."""
 
 
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
@@ -128,6 +131,19 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             f"  ({seconds:.0f} s, {planner.plans_made} plans)"
         )
         write_report(results, data, config.out, _header(config, horizon, bool(guided_windows)))
+    if config.video:
+        label, k, guided = settings[0]
+        planner = config.planning.make_planner(
+            generator,
+            k,
+            value_net=value_net if guided else None,
+            action_low=low,
+            action_high=high,
+            seed=config.seed,
+        )
+        path = record_episode(planner, env_id, config.seed, config.out / "rollout.gif")
+        if path is not None:
+            print(f"written   {path} ({label}, seed {config.seed})")
     print(f"written   {config.out}/report.md")
     return results
 
