@@ -57,7 +57,9 @@ def main(options: Options) -> None:
     if options.only:
         settings = [s for s in settings if any(word in s[0] for word in options.only)]
     seeds = list(range(options.episodes))
-    print(f"{options.diffusion}: k = 1, {options.episodes} episodes, data mean {data.mean_return:.1f}")
+    print(
+        f"{options.diffusion}: k = 1, {options.episodes} episodes, data mean {data.mean_return:.1f}"
+    )
     for label, config, value in settings:
         if label.startswith("baseline") and not options.exact_baseline:
             config = replace(config, backend="onnx")

@@ -68,26 +68,21 @@ UNGUIDED = {
         BASELINE, sampler=SamplerConfig("dpm-solver++", 5), backend="onnx", warm_start=WARM
     ),
 }
-FAST_GUIDE = GuideConfig(n_guide_steps=1)
+FAST_GUIDED = replace(
+    BASELINE,
+    sampler=SamplerConfig("dpm-solver++", 5),
+    guide=GuideConfig(n_guide_steps=1),
+    backend="onnx",
+)
 GUIDED = {
     "baseline guided: ddpm 20, x64, 2 guide steps": BASELINE,
-    "guided dpm-solver++ 5, x64, 1 guide step, torchscript": replace(
-        BASELINE, sampler=SamplerConfig("dpm-solver++", 5), guide=FAST_GUIDE, backend="torchscript"
-    ),
-    "guided dpm-solver++ 5, x16, 1 guide step, onnx": replace(
-        BASELINE,
-        sampler=SamplerConfig("dpm-solver++", 5),
-        guide=FAST_GUIDE,
-        candidates=16,
-        backend="onnx",
-    ),
+    "guided dpm-solver++ 5, x64, 1 guide step, onnx": FAST_GUIDED,
+    "guided dpm-solver++ 5, x16, 1 guide step, onnx": replace(FAST_GUIDED, candidates=16),
     "guided dpm-solver++ 5, x16, onnx, warm 4/2": replace(
-        BASELINE,
-        sampler=SamplerConfig("dpm-solver++", 5),
-        guide=FAST_GUIDE,
-        candidates=16,
-        backend="onnx",
-        warm_start=WARM,
+        FAST_GUIDED, candidates=16, warm_start=WARM
+    ),
+    "guided dpm-solver++ 5, x8, onnx, warm 4/2": replace(
+        FAST_GUIDED, candidates=8, warm_start=WARM
     ),
 }
 
@@ -176,7 +171,10 @@ def main(options: Options) -> None:
         f"threads {options.threads}, k = 1, matrix-product peak {peak:.1f} GFLOP/s; "
         f"batch-1 decisions/s | env steps/s per env with {options.parallel} envs"
     )
-    header = f"{'configuration':<52} {'dec/s':>7} {'x base':>7} {'% FLOP':>7} {'steps/s/env':>12} {'x base':>7}"
+    header = (
+        f"{'configuration':<52} {'dec/s':>7} {'x base':>7} {'% FLOP':>7} "
+        f"{'steps/s/env':>12} {'x base':>7}"
+    )
     settings = [(label, config, None) for label, config in UNGUIDED.items()]
     if options.guided:
         settings += [(label, config, value_net) for label, config in GUIDED.items()]

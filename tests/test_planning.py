@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from diffplan.data import Normalizer
+from diffplan.diffusion.backends import build_denoiser
 from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
 from diffplan.models import TemporalUnet
@@ -166,3 +167,14 @@ def test_guide_scaling_and_stopgrad():
     torch.testing.assert_close(grad, expected)
     with pytest.raises(ValueError, match="choose one of"):
         GuideConfig(gradient_scaling="log")
+
+
+@pytest.mark.parametrize("backend", ["auto", "torchscript", "onnx"])
+def test_backends_of_a_unet_with_attention_compute_the_same_function(backend):
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = TemporalUnet(H, OBS + ACT, dim=8, dim_mults=(1, 2), attention=True).eval()
+    fast = build_denoiser(model, backend, torch.device("cpu"))
+    x, t = torch.randn(6, H, OBS + ACT), torch.randint(0, 5, (6,))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x, t), model(x, t), rtol=1e-4, atol=1e-5)

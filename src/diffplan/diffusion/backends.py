@@ -3,12 +3,15 @@
 On a CPU a small temporal U-Net spends most of a forward pass on per-operator
 overhead, not arithmetic. A backend runs the same weights through a leaner graph:
 
+- ``"auto"``: ``"onnx"`` on a CPU where onnxruntime is installed, else ``"eager"``.
 - ``"eager"``: plain PyTorch (any device; the fallback).
 - ``"torchscript"``: the channels-last matrix-product copy of the U-Net
-  (:class:`~diffplan.models.channels_last.ChannelsLastUnet`), traced and frozen.
+  (:class:`~diffplan.models.channels_last.ChannelsLastUnet`; the U-Net itself where it
+  has attention), traced and frozen.
 - ``"onnx"`` (CPU): ONNX Runtime runs the convolutional graph for batches of up to
   ``SMALL_BATCH`` windows and the channels-last graph for larger ones (the crossover
-  measured by ``benchmarks/plan_speed.py``). Needs the ``onnxruntime`` and ``onnx`` packages.
+  measured by ``benchmarks/plan_speed.py``; the convolutional one only with attention).
+  Needs the ``onnxruntime`` and ``onnx`` packages.
 
 A backend is a snapshot: it holds the weights as they were when it was built, so
 rebuild it after the weights change (e.g. during fine-tuning).
@@ -23,10 +26,10 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from diffplan.models.channels_last import ChannelsLastUnet
+from diffplan.models.channels_last import ChannelsLastUnet, has_attention
 from diffplan.models.unet import TemporalUnet
 
-Backend = Literal["eager", "torchscript", "onnx"]
+Backend = Literal["auto", "eager", "torchscript", "onnx"]
 SMALL_BATCH = 4
 """Largest batch the onnx backend runs through the convolutional graph."""
 
@@ -66,7 +69,11 @@ class OnnxDenoiser(nn.Module):
     def __init__(self, model: TemporalUnet, example: tuple[torch.Tensor, torch.Tensor]) -> None:
         super().__init__()
         self.small = _onnx_session(model, example)
-        self.large = _onnx_session(ChannelsLastUnet.from_unet(model), example)
+        self.large = (
+            self.small
+            if has_attention(model)
+            else _onnx_session(ChannelsLastUnet.from_unet(model), example)
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         session = self.small if len(x) <= SMALL_BATCH else self.large
@@ -74,11 +81,21 @@ class OnnxDenoiser(nn.Module):
         return torch.from_numpy(session.run(None, inputs)[0])
 
 
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def build_denoiser(model: TemporalUnet, backend: Backend, device: torch.device) -> nn.Module:
     """``model`` (eval mode, on ``device``) as the ``backend`` runs it; same call signature."""
     if backend not in get_args(Backend):
         raise ValueError(f"unknown backend {backend!r}; choose one of {get_args(Backend)}")
     model.eval()
+    if backend == "auto":
+        backend = "onnx" if device.type == "cpu" and _has_onnxruntime() else "eager"
     if backend == "eager":
         return model
     if backend == "onnx" and device.type != "cpu":
@@ -94,5 +111,6 @@ def build_denoiser(model: TemporalUnet, backend: Backend, device: torch.device) 
         return OnnxDenoiser(model, example)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape checks
-        traced = torch.jit.trace(ChannelsLastUnet.from_unet(model), example, check_trace=False)
+        fast = model if has_attention(model) else ChannelsLastUnet.from_unet(model)
+        traced = torch.jit.trace(fast, example, check_trace=False)
         return torch.jit.freeze(traced)

@@ -137,6 +137,11 @@ class _Up(nn.Module):
         return self.up(self.res2(self.res1(torch.cat([x, skip], dim=-1), emb), emb))
 
 
+def has_attention(unet: TemporalUnet) -> bool:
+    """Whether ``unet`` has self-attention (which the channels-last copy does not support)."""
+    return any(not isinstance(level.attn, nn.Identity) for level in unet.downs)
+
+
 class ChannelsLastUnet(nn.Module):
     """The same denoiser ``(x (B, H, D), t (B,)) -> (B, H, D)`` as a :class:`TemporalUnet`.
 
@@ -145,7 +150,7 @@ class ChannelsLastUnet(nn.Module):
 
     def __init__(self, unet: TemporalUnet) -> None:
         super().__init__()
-        if any(not isinstance(level.attn, nn.Identity) for level in unet.downs):
+        if has_attention(unet):
             raise ValueError("the channels-last U-Net has no attention; use the eager backend")
         self.horizon, self.transition_dim = unet.horizon, unet.transition_dim
         self.step_embed = copy.deepcopy(unet.step_embed)

@@ -19,8 +19,9 @@ class PlanningConfig:
 
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """Denoising method and number of steps."""
-    backend: Backend = "eager"
-    """How the denoiser runs: eager PyTorch, TorchScript, or ONNX Runtime (CPU)."""
+    backend: Backend = "auto"
+    """How the denoiser runs: eager PyTorch, TorchScript, ONNX Runtime (CPU), or auto (ONNX
+    Runtime on a CPU, eager on a GPU); all compute the same function."""
     warm_start: WarmStart = field(default_factory=WarmStart)
     """Replan from the last plan shifted by k, noised to a given step (off by default)."""
     candidates: int = 64
