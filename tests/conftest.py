@@ -6,10 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from diffplan.data import TrajectoryDataset, make_episode
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one torch thread (more threads only contend, on a busy machine 10x)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 AGENTS = SHARED / "data" / "walker2d-agents"
 
 

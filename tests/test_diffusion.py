@@ -23,15 +23,6 @@ from diffplan.diffusion import (
 )
 from diffplan.models import TemporalUnet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --- schedules -------------------------------------------------------------------------------
 
 

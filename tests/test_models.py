@@ -11,14 +11,6 @@ from diffplan.models.channels_last import ChannelsLastUnet
 MULTS = [(1, 2, 4), (1, 2, 4, 8)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("horizon", [8, 16, 32])
 @pytest.mark.parametrize("dim_mults", MULTS)
 def test_unet_keeps_window_shape(horizon: int, dim_mults: tuple[int, ...]) -> None:

@@ -63,17 +63,21 @@ def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) 
     )
 
 
-class OnnxDenoiser(nn.Module):
-    """A denoiser ``(x (B, H, D), t (B,)) -> (B, H, D)`` run by ONNX Runtime on the CPU."""
+def _channels_last(model: nn.Module) -> nn.Module | None:
+    """The channels-last copy of a U-Net without attention; ``None`` for other networks."""
+    if isinstance(model, TemporalUnet) and not has_attention(model):
+        return ChannelsLastUnet.from_unet(model)
+    return None
 
-    def __init__(self, model: TemporalUnet, example: tuple[torch.Tensor, torch.Tensor]) -> None:
+
+class OnnxNetwork(nn.Module):
+    """A network ``(x (B, H, D), t (B,)) -> output (B, ...)`` run by ONNX Runtime on the CPU."""
+
+    def __init__(self, model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> None:
         super().__init__()
         self.small = _onnx_session(model, example)
-        self.large = (
-            self.small
-            if has_attention(model)
-            else _onnx_session(ChannelsLastUnet.from_unet(model), example)
-        )
+        fast = _channels_last(model)
+        self.large = self.small if fast is None else _onnx_session(fast, example)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         session = self.small if len(x) <= SMALL_BATCH else self.large
@@ -89,8 +93,13 @@ def _has_onnxruntime() -> bool:
     return True
 
 
-def build_denoiser(model: TemporalUnet, backend: Backend, device: torch.device) -> nn.Module:
-    """``model`` (eval mode, on ``device``) as the ``backend`` runs it; same call signature."""
+def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> nn.Module:
+    """``model`` (eval mode, on ``device``) as the ``backend`` runs it; same call signature.
+
+    ``model`` takes windows ``x (B, H, D)`` and steps ``t (B,)`` and has ``horizon`` and
+    ``transition_dim`` attributes: a :class:`TemporalUnet` or a value network. Only
+    attention-free U-Nets get the channels-last graph.
+    """
     if backend not in get_args(Backend):
         raise ValueError(f"unknown backend {backend!r}; choose one of {get_args(Backend)}")
     model.eval()
@@ -108,9 +117,8 @@ def build_denoiser(model: TemporalUnet, backend: Backend, device: torch.device) 
         torch.zeros(2, dtype=torch.long, device=device),
     )
     if backend == "onnx":
-        return OnnxDenoiser(model, example)
+        return OnnxNetwork(model, example)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape checks
-        fast = model if has_attention(model) else ChannelsLastUnet.from_unet(model)
-        traced = torch.jit.trace(fast, example, check_trace=False)
+        traced = torch.jit.trace(_channels_last(model) or model, example, check_trace=False)
         return torch.jit.freeze(traced)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffplan.diffusion.backends import build_denoiser
 from diffplan.diffusion.sampling import Guide, SamplerConfig, TrajectoryGenerator
 
 
@@ -90,6 +91,12 @@ class DiffusionPlanner:
                 f"warm start step must be in 0..{last_step}, got {self.warm_start.step}"
             )
         self.generator, self.guide, self.value_net = generator, guide, value_net
+        # Candidates are scored without gradients, so on the generator's (fast) backend.
+        self._score = (
+            build_denoiser(value_net, generator.backend, generator.device)
+            if value_net is not None and num_candidates > 1
+            else None
+        )
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.action_low, self.action_high = action_low, action_high
@@ -135,9 +142,10 @@ class DiffusionPlanner:
         if candidates == 1:
             return plans
         normed = self.generator.normalizer.normalize(plans)
-        with torch.no_grad():
+        assert self._score is not None
+        with torch.inference_mode():
             steps = torch.zeros(len(normed), dtype=torch.long, device=normed.device)
-            scores = self.value_net(normed, steps).reshape(count, candidates)
+            scores = self._score(normed, steps).reshape(count, candidates)
         best = scores.argmax(dim=1) + torch.arange(count, device=scores.device) * candidates
         return plans[best]
 
