@@ -50,7 +50,8 @@ class Options:
     """Also measure value-guided configurations (64 candidates at the baseline)."""
 
 
-BASELINE = PlanningConfig()  # DDPM, 20 steps, eager, cold, 64 candidates, 2 guide steps
+# The report's planner: DDPM, 20 steps, eager, cold, 64 candidates, 2 guide steps.
+BASELINE = PlanningConfig(sampler=SamplerConfig("ddpm", 20), backend="eager")
 WARM = WarmStart(step=4, steps=2)
 UNGUIDED = {
     "baseline: ddpm 20, eager": BASELINE,

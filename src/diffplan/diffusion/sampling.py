@@ -173,13 +173,17 @@ class TrajectoryGenerator:
 
         With ``init`` (raw ``(B, H, D)`` windows, e.g. the last plans shifted), sampling
         starts from them noised to step ``start`` and runs ``sampler.steps`` steps from there.
+        A chain shorter than ``sampler.steps`` runs all its steps.
         """
         obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise ValueError(f"expected observations (B, {self.obs_dim}), got {tuple(obs.shape)}")
         obs = self.normalizer.slice(0, self.obs_dim).normalize(obs)
         sampler = sampler or SamplerConfig()
-        timesteps = self.scheduler.timesteps(sampler.steps, start=start)
+        # a chain cannot have more steps than the model's T_d: use them all
+        first = self.scheduler.num_train_timesteps - 1 if start is None else start
+        steps = None if sampler.steps is None else min(sampler.steps, first + 1)
+        timesteps = self.scheduler.timesteps(steps, start=start)
         if init is not None:
             init = self.normalizer.normalize(init.to(self.device))
         values = state_values(obs, self.horizon, self.act_dim)
