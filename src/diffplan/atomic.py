@@ -28,9 +28,17 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600 files; give the result the permissions of a plain open()
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, destination)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -51,6 +59,7 @@ def atomic_directory(destination: str | os.PathLike, *, overwrite: bool = False)
     )
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700 directories
         if destination.exists():
             old = Path(
                 tempfile.mkdtemp(
