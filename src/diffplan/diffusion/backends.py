@@ -93,6 +93,15 @@ def _has_onnxruntime() -> bool:
     return True
 
 
+def resolve_backend(backend: Backend, device: torch.device) -> Backend:
+    """The backend that ``backend`` means on ``device`` (``"auto"`` resolved)."""
+    if backend not in get_args(Backend):
+        raise ValueError(f"unknown backend {backend!r}; choose one of {get_args(Backend)}")
+    if backend == "auto":
+        return "onnx" if device.type == "cpu" and _has_onnxruntime() else "eager"
+    return backend
+
+
 def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> nn.Module:
     """``model`` (eval mode, on ``device``) as the ``backend`` runs it; same call signature.
 
@@ -100,11 +109,8 @@ def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> 
     ``transition_dim`` attributes: a :class:`TemporalUnet` or a value network. Only
     attention-free U-Nets get the channels-last graph.
     """
-    if backend not in get_args(Backend):
-        raise ValueError(f"unknown backend {backend!r}; choose one of {get_args(Backend)}")
     model.eval()
-    if backend == "auto":
-        backend = "onnx" if device.type == "cpu" and _has_onnxruntime() else "eager"
+    backend = resolve_backend(backend, device)
     if backend == "eager":
         return model
     if backend == "onnx" and device.type != "cpu":

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from diffplan.data.normalizers import Normalizer
-from diffplan.diffusion.backends import Backend, build_denoiser
+from diffplan.diffusion.backends import Backend, build_denoiser, resolve_backend
 from diffplan.diffusion.ddpm import DDPMScheduler, SamplerMethod
 from diffplan.diffusion.masks import impose, state_mask, state_values
 
@@ -156,8 +156,8 @@ class TrajectoryGenerator:
 
     def set_backend(self, backend: Backend) -> None:
         """(Re)build the denoiser that sampling runs from the model's current weights."""
-        self.backend: Backend = backend
-        self.denoiser = build_denoiser(self.model, backend, self.device)
+        self.backend: Backend = resolve_backend(backend, self.device)
+        self.denoiser = build_denoiser(self.model, self.backend, self.device)
 
     def sample(
         self,

@@ -130,7 +130,12 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             f"{metrics.percent_of_data:5.1f} % of data  falls {metrics.falls}/{metrics.episodes}"
             f"  ({seconds:.0f} s, {planner.plans_made} plans)"
         )
-        write_report(results, data, config.out, _header(config, horizon, bool(guided_windows)))
+        write_report(
+            results,
+            data,
+            config.out,
+            _header(config, horizon, bool(guided_windows), generator.backend),
+        )
     if config.video:
         label, k, guided = settings[0]
         planner = config.planning.make_planner(
@@ -148,14 +153,14 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     return results
 
 
-def _header(config: EvaluateConfig, horizon: int, guided: bool) -> str:
+def _header(config: EvaluateConfig, horizon: int, guided: bool, backend: str) -> str:
     last = config.seed + config.episodes - 1
     planning = config.planning
     sampler, warm = planning.sampler, planning.warm_start
     text = (
         f"# Planning with {config.diffusion} (H = {horizon})\n\n"
         f"{config.episodes} episodes per setting, seeds {config.seed} to {last}. "
-        f"Sampler {sampler.method}, {sampler.steps or 'all'} steps, {planning.backend} backend"
+        f"Sampler {sampler.method}, {sampler.steps or 'all'} steps, {backend} backend"
     )
     if warm.step is not None:
         text += f", warm start from step {warm.step} ({warm.steps or 'sampler'} steps)"
