@@ -154,12 +154,9 @@ def flops_per_decision(generator, config: PlanningConfig, value_net) -> float:
     x.requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
         value_net(x, torch.zeros(len(x), dtype=torch.long)).sum().backward()
-    warm = config.warm_start
-    start = warm.step if warm.step is not None else None
-    steps = min(warm.steps or config.sampler.steps or 99, start + 1) if start is not None else None
-    chain = generator.scheduler.timesteps(
-        steps if start is not None else config.sampler.steps, start=start
-    )
+    start = config.warm_start.step  # the measured decision is warm where warm starts are on
+    sampler = planner.warm_sampler() if start is not None else planner.sampler
+    chain = generator.timesteps(sampler, start=start)
     guided_steps = sum(t >= config.guide.t_stopgrad for t in chain.tolist())
     return flops + config.guide.n_guide_steps * guided_steps * counter.get_total_flops()
 

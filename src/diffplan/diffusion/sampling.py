@@ -159,6 +159,15 @@ class TrajectoryGenerator:
         self.backend: Backend = resolve_backend(backend, self.device)
         self.denoiser = build_denoiser(self.model, self.backend, self.device)
 
+    def timesteps(self, sampler: SamplerConfig, *, start: int | None = None) -> torch.Tensor:
+        """The descending chain ``sampler`` walks from ``start`` (default ``T_d - 1``) to 0.
+
+        A chain cannot have more steps than it has diffusion steps: it then runs them all.
+        """
+        first = self.scheduler.num_train_timesteps - 1 if start is None else start
+        steps = None if sampler.steps is None else min(sampler.steps, first + 1)
+        return self.scheduler.timesteps(steps, start=start)
+
     def sample(
         self,
         observations: np.ndarray | torch.Tensor,
@@ -180,10 +189,7 @@ class TrajectoryGenerator:
             raise ValueError(f"expected observations (B, {self.obs_dim}), got {tuple(obs.shape)}")
         obs = self.normalizer.slice(0, self.obs_dim).normalize(obs)
         sampler = sampler or SamplerConfig()
-        # a chain cannot have more steps than the model's T_d: use them all
-        first = self.scheduler.num_train_timesteps - 1 if start is None else start
-        steps = None if sampler.steps is None else min(sampler.steps, first + 1)
-        timesteps = self.scheduler.timesteps(steps, start=start)
+        timesteps = self.timesteps(sampler, start=start)
         if init is not None:
             init = self.normalizer.normalize(init.to(self.device))
         values = state_values(obs, self.horizon, self.act_dim)

@@ -25,6 +25,7 @@ from diffplan.evaluation.report import SettingResult, write_report
 from diffplan.evaluation.rollout import run_episodes
 from diffplan.evaluation.video import record_episode
 from diffplan.planning.config import PlanningConfig
+from diffplan.planning.planner import DiffusionPlanner
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 from diffplan.training import checkpoint as ckpt
 from diffplan.training.loading import load_generator, load_network
@@ -110,9 +111,9 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             "dataset": data.to_dict(),
         },
     )
-    results: list[SettingResult] = []
-    for label, k, guided in settings:
-        planner = config.planning.make_planner(
+
+    def planner_for(k: int, guided: bool) -> DiffusionPlanner:
+        return config.planning.make_planner(
             generator,
             k,
             value_net=value_net if guided else None,
@@ -120,6 +121,11 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             action_high=high,
             seed=config.seed,
         )
+
+    header = _header(config, horizon, bool(guided_windows), generator.backend)
+    results: list[SettingResult] = []
+    for label, k, guided in settings:
+        planner = planner_for(k, guided)
         began = time.perf_counter()
         episodes = run_episodes(planner, env_id, seeds, progress=config.progress, description=label)
         seconds = time.perf_counter() - began
@@ -130,23 +136,12 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             f"{metrics.percent_of_data:5.1f} % of data  falls {metrics.falls}/{metrics.episodes}"
             f"  ({seconds:.0f} s, {planner.plans_made} plans)"
         )
-        write_report(
-            results,
-            data,
-            config.out,
-            _header(config, horizon, bool(guided_windows), generator.backend),
-        )
+        write_report(results, data, config.out, header)
     if config.video:
         label, k, guided = settings[0]
-        planner = config.planning.make_planner(
-            generator,
-            k,
-            value_net=value_net if guided else None,
-            action_low=low,
-            action_high=high,
-            seed=config.seed,
+        path = record_episode(
+            planner_for(k, guided), env_id, config.seed, config.out / "rollout.gif"
         )
-        path = record_episode(planner, env_id, config.seed, config.out / "rollout.gif")
         if path is not None:
             print(f"written   {path} ({label}, seed {config.seed})")
     print(f"written   {config.out}/report.md")

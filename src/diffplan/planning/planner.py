@@ -90,7 +90,7 @@ class DiffusionPlanner:
             raise ValueError(
                 f"warm start step must be in 0..{last_step}, got {self.warm_start.step}"
             )
-        self.generator, self.guide, self.value_net = generator, guide, value_net
+        self.generator, self.guide = generator, guide
         # Candidates are scored without gradients, so on the generator's (fast) backend.
         self._score = (
             build_denoiser(value_net, generator.backend, generator.device)
@@ -127,8 +127,7 @@ class DiffusionPlanner:
             start = self.warm_start.step
             if start is None:
                 raise ValueError("a warm-started plan needs WarmStart.step")
-            steps = min(self.warm_start.steps or self.sampler.steps or start + 1, start + 1)
-            sampler = SamplerConfig(self.sampler.method, steps, self.sampler.eta)
+            sampler = self.warm_sampler()
             init = init.repeat_interleave(candidates, dim=0)
         plans = self.generator.sample(
             repeated,
@@ -148,6 +147,11 @@ class DiffusionPlanner:
             scores = self._score(normed, steps).reshape(count, candidates)
         best = scores.argmax(dim=1) + torch.arange(count, device=scores.device) * candidates
         return plans[best]
+
+    def warm_sampler(self) -> SamplerConfig:
+        """The sampler of warm plans: ``warm_start.steps`` steps (default: the sampler's)."""
+        steps = self.warm_start.steps or self.sampler.steps
+        return SamplerConfig(self.sampler.method, steps, self.sampler.eta)
 
     def _replan(self, observations: np.ndarray, env_ids: np.ndarray) -> torch.Tensor:
         """Plans ``(N, H, D)`` for ``env_ids``: warm where they have a last plan, else cold."""
