@@ -22,7 +22,14 @@ from diffplan.collect import CollectConfig, collect
 from diffplan.data.sources import InfoConfig, show_info
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.run import RunConfig, run
-from diffplan.training import TrainConfig, TrainValueConfig, train, train_value
+from diffplan.training import (
+    TrainConfig,
+    TrainDynamicsConfig,
+    TrainValueConfig,
+    train,
+    train_dynamics,
+    train_value,
+)
 
 # name -> (options dataclass, function running it). Add new subcommands here.
 COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
@@ -32,6 +39,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "info": (InfoConfig, show_info),
     "train": (TrainConfig, train),
     "train-value": (TrainValueConfig, train_value),
+    "train-dynamics": (TrainDynamicsConfig, train_dynamics),
     "evaluate": (EvaluateConfig, evaluate),
 }
 

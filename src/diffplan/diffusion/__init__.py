@@ -1,6 +1,8 @@
-"""Diffusion over windows: noise schedules, the DDPM scheduler, masks, loss and sampling."""
+"""Diffusion over windows: noise schedules, the DDPM scheduler, masks, loss, sampling and
+classifier-free guidance."""
 
 from diffplan.diffusion.ddpm import DDPMScheduler, PredictionType, SamplerMethod, StepOutput
+from diffplan.diffusion.guidance import ClassifierFreeGuidance, ReturnGuidanceConfig
 from diffplan.diffusion.loss import denoising_loss
 from diffplan.diffusion.masks import impose, loss_weights, state_mask, state_values
 from diffplan.diffusion.sampling import (
@@ -12,9 +14,11 @@ from diffplan.diffusion.sampling import (
 from diffplan.diffusion.schedules import ScheduleKind, make_betas
 
 __all__ = [
+    "ClassifierFreeGuidance",
     "DDPMScheduler",
     "Guide",
     "PredictionType",
+    "ReturnGuidanceConfig",
     "SamplerConfig",
     "SamplerMethod",
     "ScheduleKind",

@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from diffplan.diffusion.guidance import ClassifierFreeGuidance
 from diffplan.models.channels_last import ChannelsLastUnet, has_attention
 from diffplan.models.unet import TemporalUnet
 
@@ -64,7 +65,11 @@ def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) 
 
 
 def _channels_last(model: nn.Module) -> nn.Module | None:
-    """The channels-last copy of a U-Net without attention; ``None`` for other networks."""
+    """The channels-last copy of a U-Net without attention (also inside classifier-free
+    guidance); ``None`` for other networks."""
+    if isinstance(model, ClassifierFreeGuidance):
+        inner = _channels_last(model.network)
+        return None if inner is None else model.with_network(inner)
     if isinstance(model, TemporalUnet) and not has_attention(model):
         return ChannelsLastUnet.from_unet(model)
     return None
@@ -106,8 +111,9 @@ def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> 
     """``model`` (eval mode, on ``device``) as the ``backend`` runs it; same call signature.
 
     ``model`` takes windows ``x (B, H, D)`` and steps ``t (B,)`` and has ``horizon`` and
-    ``transition_dim`` attributes: a :class:`TemporalUnet` or a value network. Only
-    attention-free U-Nets get the channels-last graph.
+    ``transition_dim`` attributes: a :class:`TemporalUnet` (possibly inside
+    :class:`ClassifierFreeGuidance`) or a value network. Only attention-free U-Nets get
+    the channels-last graph.
     """
     model.eval()
     backend = resolve_backend(backend, device)

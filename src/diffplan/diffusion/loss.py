@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -10,7 +12,7 @@ from diffplan.diffusion.masks import impose
 
 
 def denoising_loss(
-    model: nn.Module,
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     scheduler: DDPMScheduler,
     x0: torch.Tensor,
     valid: torch.Tensor,
@@ -23,6 +25,7 @@ def denoising_loss(
     """Weighted DDPM loss of ``model`` on clean windows ``x0 (B, H, D)``.
 
     Args:
+        model: the denoiser ``(x_t (B, H, D), t (B,)) -> (B, H, D)``.
         valid: ``(B, H)`` bool, True on real (unpadded) rows; padded rows don't count.
         t: ``(B,)`` diffusion steps in ``[0, T_d)`` (line 5 of Algorithm 1.1).
         noise: ``(B, H, D)`` standard Gaussian noise (line 6).

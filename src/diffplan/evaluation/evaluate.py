@@ -20,11 +20,13 @@ import torch
 
 from diffplan.atomic import write_json
 from diffplan.data.episodes import DatasetInfo
+from diffplan.diffusion.guidance import ClassifierFreeGuidance
 from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.report import SettingResult, write_report
 from diffplan.evaluation.rollout import run_episodes
 from diffplan.evaluation.video import record_episode
 from diffplan.planning.config import PlanningConfig
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 from diffplan.training import checkpoint as ckpt
@@ -41,6 +43,12 @@ class EvaluateConfig:
     """Run folder for the metrics, report and figures."""
     value: Path | None = None
     """Value network (`diffplan train-value` run); enables the guided run and candidate choice."""
+    dynamics: Path | None = None
+    """Forward dynamics model (`diffplan train-dynamics --kind forward` run): sample several
+    plans per decision and prefer those whose states follow from their actions."""
+    inverse_dynamics: Path | None = None
+    """Inverse dynamics model (`diffplan train-dynamics --kind inverse` run): execute the
+    actions linking consecutive planned states instead of the planned actions."""
     windows: tuple[int, ...] = ()
     """Effective windows k to sweep (actions run per plan); default 1 .. H-1."""
     guided_windows: tuple[int, ...] = ()
@@ -69,7 +77,11 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     generator = load_generator(
-        config.diffusion, device=device, weights=config.weights, backend=config.planning.backend
+        config.diffusion,
+        device=device,
+        weights=config.weights,
+        backend=config.planning.backend,
+        returns=config.planning.returns,
     )
     meta = ckpt.read_meta(ckpt.resolve(config.diffusion))
     data = DatasetInfo(**meta.dataset)
@@ -93,6 +105,12 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
                 f"{config.value} was trained on other windows (horizon or normaliser) than "
                 f"{config.diffusion}; train the value network on the same dataset and horizon"
             )
+    consistency = ConsistencyError(config.dynamics, device=device) if config.dynamics else None
+    inverse_dynamics = (
+        ActionsFromStates(config.inverse_dynamics, device=device)
+        if config.inverse_dynamics
+        else None
+    )
     env = gym.make(env_id)
     low, high = env.action_space.low, env.action_space.high
     env.close()
@@ -117,12 +135,15 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             generator,
             k,
             value_net=value_net if guided else None,
+            consistency=consistency,
+            inverse_dynamics=inverse_dynamics,
             action_low=low,
             action_high=high,
             seed=config.seed,
         )
 
-    header = _header(config, horizon, bool(guided_windows), generator.backend)
+    conditioned = isinstance(generator.model, ClassifierFreeGuidance)
+    header = _header(config, horizon, bool(guided_windows), generator.backend, conditioned)
     results: list[SettingResult] = []
     for label, k, guided in settings:
         planner = planner_for(k, guided)
@@ -148,7 +169,9 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     return results
 
 
-def _header(config: EvaluateConfig, horizon: int, guided: bool, backend: str) -> str:
+def _header(
+    config: EvaluateConfig, horizon: int, guided: bool, backend: str, conditioned: bool
+) -> str:
     last = config.seed + config.episodes - 1
     planning = config.planning
     sampler, warm = planning.sampler, planning.warm_start
@@ -160,6 +183,20 @@ def _header(config: EvaluateConfig, horizon: int, guided: bool, backend: str) ->
     if warm.step is not None:
         text += f", warm start from step {warm.step} ({warm.steps or 'sampler'} steps)"
     text += "."
+    if conditioned:
+        returns = planning.returns
+        text += (
+            f" Return-conditioned model: classifier-free guidance toward return {returns.target}"
+            f" (dataset scale -1..1), weight {returns.weight}."
+        )
+    if config.dynamics is not None:
+        text += (
+            f" Candidates chosen for consistency with the forward model {config.dynamics} "
+            f"({planning.consistency.candidates} per unguided decision; guided: the value "
+            f"network's best of the {planning.consistency.keep:.0%} most consistent)."
+        )
+    if config.inverse_dynamics is not None:
+        text += f" Executed actions from the inverse dynamics model {config.inverse_dynamics}."
     if guided:
         guide = planning.guide
         text += (

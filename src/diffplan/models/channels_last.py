@@ -33,6 +33,7 @@ from diffplan.models.unet import (
     TemporalUnet,
     UpLevel,
     check_windows,
+    condition_embedding,
 )
 
 
@@ -143,7 +144,8 @@ def has_attention(unet: TemporalUnet) -> bool:
 
 
 class ChannelsLastUnet(nn.Module):
-    """The same denoiser ``(x (B, H, D), t (B,)) -> (B, H, D)`` as a :class:`TemporalUnet`.
+    """The same denoiser ``(x (B, H, D), t (B,)[, returns, keep]) -> (B, H, D)`` as a
+    :class:`TemporalUnet`.
 
     Built with :meth:`from_unet` from a network without attention (the default).
     """
@@ -154,6 +156,7 @@ class ChannelsLastUnet(nn.Module):
             raise ValueError("the channels-last U-Net has no attention; use the eager backend")
         self.horizon, self.transition_dim = unet.horizon, unet.transition_dim
         self.step_embed = copy.deepcopy(unet.step_embed)
+        self.return_embed = copy.deepcopy(unet.return_embed)
         self.downs = nn.ModuleList(_Down(level) for level in unet.downs)
         self.mid1, self.mid2 = _Residual(unet.mid1), _Residual(unet.mid2)
         self.ups = nn.ModuleList(_Up(level) for level in unet.ups)
@@ -165,9 +168,15 @@ class ChannelsLastUnet(nn.Module):
         """A copy of ``unet``'s current weights, in eval mode."""
         return cls(unet).eval()
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        returns: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         check_windows(x, self.horizon, self.transition_dim)
-        emb = self.step_embed(t)
+        emb = condition_embedding(self.step_embed, self.return_embed, t, returns, keep)
         h, skips = x, []
         for level in self.downs:
             h, skip = level(h, emb)

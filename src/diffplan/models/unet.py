@@ -7,6 +7,10 @@ the transition dimensions ``D`` as channels.
 With ``L = len(dim_mults)`` resolution levels, the down path halves the length
 after every level but the last (``L - 1`` times), so ``H`` must be divisible by
 ``2 ** (L - 1)``; e.g. ``H = 8`` with mults ``(1, 2, 4, 8)`` reaches length 1.
+
+With ``returns_condition`` the network also sees a target return (Decision Diffuser):
+its embedding is added to the step embedding, times a ``keep`` mask that is 0 for the
+unconditional model of classifier-free guidance (:mod:`diffplan.diffusion.guidance`).
 """
 
 from __future__ import annotations
@@ -60,6 +64,36 @@ def step_embedding(dim: int) -> nn.Sequential:
     return nn.Sequential(
         SinusoidalEmbedding(dim), nn.Linear(dim, 4 * dim), nn.Mish(), nn.Linear(4 * dim, dim)
     )
+
+
+def return_embedding(dim: int) -> nn.Sequential:
+    """Normalised return ``(B, 1)`` -> ``(B, dim)`` learned embedding."""
+    return nn.Sequential(
+        nn.Linear(1, dim), nn.Mish(), nn.Linear(dim, 4 * dim), nn.Mish(), nn.Linear(4 * dim, dim)
+    )
+
+
+def condition_embedding(
+    step_embed: nn.Module,
+    return_embed: nn.Module | None,
+    t: torch.Tensor,
+    returns: torch.Tensor | None,
+    keep: torch.Tensor | None,
+) -> torch.Tensor:
+    """``(B, dim)`` embedding of steps ``t (B,)`` plus, if given, of ``returns (B,)``
+    (masked by ``keep (B,)``: 1 conditions, 0 drops the return)."""
+    emb = step_embed(t)
+    if returns is None:
+        return emb
+    if return_embed is None:
+        raise ValueError(
+            "this network was trained without return conditioning (train with "
+            "--returns.enabled for classifier-free guidance)"
+        )
+    conditioned = return_embed(returns[:, None])
+    if keep is not None:
+        conditioned = conditioned * keep[:, None]
+    return emb + conditioned
 
 
 class ConvBlock(nn.Sequential):
@@ -168,7 +202,8 @@ def check_windows(x: torch.Tensor, horizon: int, transition_dim: int) -> None:
 
 
 class TemporalUnet(nn.Module):
-    """Denoiser ``(x (B, H, D), t (B,)) -> (B, H, D)`` (predicted noise or clean window).
+    """Denoiser ``(x (B, H, D), t (B,)[, returns (B,), keep (B,)]) -> (B, H, D)``
+    (predicted noise or clean window).
 
     Args:
         horizon: window length ``H``; a multiple of ``2 ** (len(dim_mults) - 1)``.
@@ -176,6 +211,7 @@ class TemporalUnet(nn.Module):
         dim: base channel width (a multiple of 8); level ``i`` has ``dim * dim_mults[i]``.
         dim_mults: width multipliers, one per resolution level.
         attention: add self-attention after every level and in the middle.
+        returns_condition: also embed a target return (see the module docstring).
     """
 
     def __init__(
@@ -186,6 +222,7 @@ class TemporalUnet(nn.Module):
         dim: int = 32,
         dim_mults: Sequence[int] = (1, 2, 4, 8),
         attention: bool = False,
+        returns_condition: bool = False,
     ) -> None:
         super().__init__()
         check_width(dim, dim_mults)
@@ -193,6 +230,7 @@ class TemporalUnet(nn.Module):
         self.horizon, self.transition_dim = horizon, transition_dim
         widths = [dim * m for m in dim_mults]
         self.step_embed = step_embedding(dim)
+        self.return_embed = return_embedding(dim) if returns_condition else None
         self.downs = down_path(transition_dim, dim, dim_mults, attention=attention)
         self.mid1 = ResidualBlock(widths[-1], widths[-1], dim)
         self.mid_attn = maybe_attention(widths[-1], attention)
@@ -206,9 +244,15 @@ class TemporalUnet(nn.Module):
             ConvBlock(widths[0], widths[0]), nn.Conv1d(widths[0], transition_dim, 1)
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        returns: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         check_windows(x, self.horizon, self.transition_dim)
-        emb = self.step_embed(t)
+        emb = condition_embedding(self.step_embed, self.return_embed, t, returns, keep)
         h = x.transpose(1, 2)
         skips = []
         for level in self.downs:

@@ -8,9 +8,22 @@ import numpy as np
 from torch import nn
 
 from diffplan.diffusion.backends import Backend
+from diffplan.diffusion.guidance import ReturnGuidanceConfig
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.guides import GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner, WarmStart
+
+
+@dataclass
+class ConsistencyConfig:
+    """Plan selection by a forward dynamics model (evaluate --dynamics)."""
+
+    candidates: int = 16
+    """Plans sampled per decision in unguided runs; the most consistent one runs."""
+    keep: float = 0.25
+    """Guided runs: the value network picks among this fraction of the candidates, the most
+    consistent ones."""
 
 
 @dataclass
@@ -30,6 +43,10 @@ class PlanningConfig:
     """Plans sampled per decision in guided runs; the value network picks the best."""
     guide: GuideConfig = field(default_factory=GuideConfig)
     """Value guidance options (guided runs)."""
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    """Candidate selection by a forward dynamics model (used when one is given)."""
+    returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
+    """Classifier-free guidance toward a target return (return-conditioned models only)."""
 
     def make_planner(
         self,
@@ -37,17 +54,27 @@ class PlanningConfig:
         effective_window: int,
         *,
         value_net: nn.Module | None = None,
+        consistency: ConsistencyError | None = None,
+        inverse_dynamics: ActionsFromStates | None = None,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
         seed: int = 0,
     ) -> DiffusionPlanner:
-        """A planner at window ``k``; value-guided with candidates when ``value_net`` is given."""
+        """A planner at window ``k``: value-guided with candidates when ``value_net`` is given;
+        choosing consistent candidates with a forward model ``consistency``; executing
+        actions derived by ``inverse_dynamics``."""
         guided = value_net is not None
+        candidates = self.candidates if guided else 1
+        if consistency is not None and not guided:
+            candidates = self.consistency.candidates
         return DiffusionPlanner(
             generator,
             effective_window=effective_window,
-            num_candidates=self.candidates if guided else 1,
+            num_candidates=candidates,
             value_net=value_net,
+            consistency=consistency,
+            consistency_keep=self.consistency.keep,
+            inverse_dynamics=inverse_dynamics,
             guide=ValueGuide(value_net, self.guide) if value_net is not None else None,
             sampler=self.sampler,
             warm_start=self.warm_start,

@@ -7,8 +7,16 @@ replans at every step; ``k = H - 1`` uses every action of a plan but the last.
 The report's "window size k" is this ``k``: the number of planned actions run
 before the next plan (its H = 8 model was evaluated at k = 1 .. 7).
 
-With ``num_candidates > 1`` it samples that many plans per environment and
-keeps the one the value network rates highest.
+With ``num_candidates > 1`` it samples that many plans per environment and keeps
+one: the value network's best; with a forward dynamics model (``consistency``) the
+most consistent one (the smallest error between each planned state and the model's
+prediction from the previous planned state and action, over the ``k`` transitions
+that will run), or, with both, the value network's best among the ``consistency_keep``
+fraction of most consistent candidates.
+
+With an inverse dynamics model, the ``k`` executed actions are not the planned ones
+but those linking consecutive planned states, ``a_i = f^-1(s_i, s_{i+1})`` with
+``s_0`` the real observation (Decision Diffuser).
 
 With a warm start, a replan does not start from pure noise: the environment's last
 plan, shifted by the ``k`` rows already executed (its last row repeated to fill the
@@ -18,6 +26,7 @@ window), is noised to diffusion step ``WarmStart.step`` and denoised from there 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +35,7 @@ from torch import nn
 
 from diffplan.diffusion.backends import build_denoiser
 from diffplan.diffusion.sampling import Guide, SamplerConfig, TrajectoryGenerator
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 
 
 @dataclass
@@ -51,8 +61,12 @@ class DiffusionPlanner:
         generator: the trained diffusion model wrapped as a :class:`TrajectoryGenerator`.
         effective_window: ``k``, actions executed per plan, ``1 <= k <= H - 1``.
         num_candidates: plans sampled per environment and decision.
-        value_net: rates candidates, ``(x (B, H, D) normalised, t (B,)) -> (B,)``; needed
-            when ``num_candidates > 1``.
+        value_net: rates candidates, ``(x (B, H, D) normalised, t (B,)) -> (B,)``.
+        consistency: forward dynamics error of candidates; ``num_candidates > 1`` needs it
+            or ``value_net``.
+        consistency_keep: with both, the fraction of most consistent candidates the value
+            network chooses from.
+        inverse_dynamics: derive the executed actions from the planned states.
         guide: optional value guidance applied inside the sampler.
         sampler: denoising method and steps (default: the report's 20 DDPM steps).
         warm_start: start replans from the last plan (module docstring); default: cold.
@@ -67,6 +81,9 @@ class DiffusionPlanner:
         effective_window: int = 1,
         num_candidates: int = 1,
         value_net: nn.Module | None = None,
+        consistency: ConsistencyError | None = None,
+        consistency_keep: float = 0.25,
+        inverse_dynamics: ActionsFromStates | None = None,
         guide: Guide | None = None,
         sampler: SamplerConfig | None = None,
         warm_start: WarmStart | None = None,
@@ -82,8 +99,15 @@ class DiffusionPlanner:
             )
         if num_candidates < 1:
             raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-        if num_candidates > 1 and value_net is None:
-            raise ValueError("choosing among candidates needs a value network")
+        if num_candidates > 1 and value_net is None and consistency is None:
+            raise ValueError(
+                "choosing among candidates needs a value network or a forward dynamics model"
+            )
+        if not 0 < consistency_keep <= 1:
+            raise ValueError(f"consistency_keep must be in (0, 1], got {consistency_keep}")
+        for model in (consistency, inverse_dynamics):
+            if model is not None:
+                model.check_dims(generator.obs_dim, generator.act_dim)
         self.warm_start = warm_start or WarmStart()
         last_step = generator.scheduler.num_train_timesteps - 1
         if self.warm_start.step is not None and self.warm_start.step > last_step:
@@ -97,6 +121,8 @@ class DiffusionPlanner:
             if value_net is not None and num_candidates > 1
             else None
         )
+        self.consistency, self.consistency_keep = consistency, consistency_keep
+        self.inverse_dynamics = inverse_dynamics
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.action_low, self.action_high = action_low, action_high
@@ -140,13 +166,28 @@ class DiffusionPlanner:
         self.plans_made += 1
         if candidates == 1:
             return plans
-        normed = self.generator.normalizer.normalize(plans)
-        assert self._score is not None
-        with torch.inference_mode():
-            steps = torch.zeros(len(normed), dtype=torch.long, device=normed.device)
-            scores = self._score(normed, steps).reshape(count, candidates)
-        best = scores.argmax(dim=1) + torch.arange(count, device=scores.device) * candidates
-        return plans[best]
+        best = self.select(plans.reshape(count, candidates, *plans.shape[1:]))
+        return plans[best + torch.arange(count, device=best.device) * candidates]
+
+    def select(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Index ``(N,)`` of the plan to keep among ``candidates (N, C, H, D)`` (raw units)."""
+        count, num = candidates.shape[:2]
+        flat = candidates.flatten(0, 1)
+        scores = torch.zeros(count, num, device=flat.device)
+        if self._score is not None:
+            normed = self.generator.normalizer.normalize(flat)
+            with torch.inference_mode():
+                steps = torch.zeros(len(normed), dtype=torch.long, device=normed.device)
+                scores = self._score(normed, steps).reshape(count, num)
+        if self.consistency is not None:
+            errors = self.consistency(flat, self.effective_window).reshape(count, num)
+            if self._score is None:
+                return errors.argmin(dim=1)
+            # only the most consistent candidates may win on value
+            keep = max(1, math.ceil(self.consistency_keep * num))
+            cutoff = errors.kthvalue(keep, dim=1, keepdim=True).values
+            scores = scores.masked_fill(errors > cutoff, -math.inf)
+        return scores.argmax(dim=1)
 
     def warm_sampler(self) -> SamplerConfig:
         """The sampler of warm plans: ``warm_start.steps`` steps (default: the sampler's)."""
@@ -169,6 +210,14 @@ class DiffusionPlanner:
         self._planned[env_ids] = True
         return plans
 
+    def executed_actions(self, plans: torch.Tensor) -> torch.Tensor:
+        """The ``k`` actions ``(N, k, act_dim)`` to run from plans ``(N, H, D)`` (raw): the
+        planned ones, or with inverse dynamics those linking the planned states."""
+        k, obs_dim = self.effective_window, self.generator.obs_dim
+        if self.inverse_dynamics is None:
+            return plans[:, :k, obs_dim:]
+        return self.inverse_dynamics(plans[:, : k + 1, :obs_dim])
+
     def act(self, observations: np.ndarray, env_ids: np.ndarray | None = None) -> np.ndarray:
         """Next action ``(N, act_dim)`` for environments ``env_ids`` observing ``(N, obs_dim)``.
 
@@ -179,8 +228,7 @@ class DiffusionPlanner:
         if stale.any():
             plans = self._replan(np.asarray(observations)[stale], env_ids[stale])
             self.last_plans = plans
-            actions = plans[:, : self.effective_window, self.generator.obs_dim :]
-            self._actions[env_ids[stale]] = actions.numpy()
+            self._actions[env_ids[stale]] = self.executed_actions(plans).numpy()
             self._next[env_ids[stale]] = 0
         chosen = self._actions[env_ids, self._next[env_ids]]
         self._next[env_ids] += 1

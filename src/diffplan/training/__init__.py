@@ -1,9 +1,11 @@
-"""Training: typed configs, the loop (EMA, logging, DDP), checkpoints and their loading."""
+"""Training of the diffusion model, value network and dynamics models: typed configs,
+the loop (EMA, logging, DDP), checkpoints and their loading."""
 
-from diffplan.training.commands import train, train_value
+from diffplan.training.commands import train, train_dynamics, train_value
 from diffplan.training.config import (
     OptimConfig,
     TrainConfig,
+    TrainDynamicsConfig,
     TrainValueConfig,
     UNetConfig,
     ValueNetConfig,
@@ -14,6 +16,7 @@ from diffplan.training.loading import build_network, load_generator
 __all__ = [
     "OptimConfig",
     "TrainConfig",
+    "TrainDynamicsConfig",
     "TrainValueConfig",
     "UNetConfig",
     "ValueNetConfig",
@@ -21,5 +24,6 @@ __all__ = [
     "build_network",
     "load_generator",
     "train",
+    "train_dynamics",
     "train_value",
 ]

@@ -1,8 +1,10 @@
-"""``diffplan train`` and ``diffplan train-value``: data -> network -> :class:`Trainer`."""
+"""``diffplan train``, ``train-value``, ``train-dynamics``: data -> network -> :class:`Trainer`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,15 @@ from diffplan.data.windows import WindowBatch, WindowDataset
 from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.loss import denoising_loss, value_loss
 from diffplan.diffusion.masks import loss_weights, state_mask
+from diffplan.models.dynamics import DYNAMICS, transition_loss
 from diffplan.training import checkpoint as ckpt
-from diffplan.training.config import CommonConfig, TrainConfig, TrainValueConfig
+from diffplan.training.config import (
+    RunOptions,
+    TrainConfig,
+    TrainDynamicsConfig,
+    TrainValueConfig,
+    WindowConfig,
+)
 from diffplan.training.loading import build_network
 from diffplan.training.trainer import LossFn, Process, Trainer, start_process, write_run_config
 
@@ -24,7 +33,7 @@ from diffplan.training.trainer import LossFn, Process, Trainer, start_process, w
 RESUMABLE = ("dataset", "out", "resume", "progress", "threads", "device", "optim")
 
 
-def resume_point(config: CommonConfig) -> Path | None:
+def resume_point(config: RunOptions) -> Path | None:
     """The checkpoint to resume from, or None for a fresh run; refuses to mix runs."""
     found = ckpt.checkpoints(config.out)
     if config.resume and not found:
@@ -37,29 +46,26 @@ def resume_point(config: CommonConfig) -> Path | None:
     return found[-1] if found else None
 
 
-def fingerprint(config: CommonConfig, windows: WindowDataset) -> dict[str, Any]:
+def fingerprint(config: RunOptions, windows: WindowDataset) -> dict[str, Any]:
     """Every setting that shapes the network or what it learns, plus the data's dims."""
     settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE}
     return {**settings, "obs_dim": windows.obs_dim, "act_dim": windows.act_dim}
 
 
-def make_windows(config: CommonConfig, resume_from: Path | None, **kwargs: Any) -> WindowDataset:
-    """Windows of ``config.dataset``; a resumed run keeps its checkpoint's normaliser."""
+def make_windows(
+    config: RunOptions, shape: WindowConfig, resume_from: Path | None, **kwargs: Any
+) -> WindowDataset:
+    """Windows of ``config.dataset`` shaped by ``shape``; a resumed run keeps its
+    checkpoint's normaliser."""
     dataset = load_dataset(config.dataset)
-    normalizer = (
-        ckpt.read_meta(resume_from).normalizer if resume_from else config.windows.normalizer
-    )
+    normalizer = ckpt.read_meta(resume_from).normalizer if resume_from else shape.normalizer
     return WindowDataset(
-        dataset,
-        config.windows.horizon,
-        normalizer=normalizer,
-        padding=config.windows.padding,
-        **kwargs,
+        dataset, shape.horizon, normalizer=normalizer, padding=shape.padding, **kwargs
     )
 
 
 def run_training(
-    config: CommonConfig,
+    config: RunOptions,
     process: Process,
     resume_from: Path | None,
     *,
@@ -67,13 +73,14 @@ def run_training(
     loss_fn: LossFn,
     windows: WindowDataset,
     meta: ckpt.CheckpointMeta,
+    num_timesteps: int,
 ) -> list[tuple[int, float]]:
     """Build the :class:`Trainer`, restore ``resume_from`` if given, record the config, fit."""
     trainer = Trainer(
         model,
         loss_fn,
         windows,
-        num_timesteps=config.diffusion_steps,
+        num_timesteps=num_timesteps,
         optim=config.optim,
         out=config.out,
         seed=config.seed,
@@ -93,7 +100,16 @@ def train(config: TrainConfig) -> list[tuple[int, float]]:
     process = start_process(config.device, config.threads)
     try:
         resume_from = resume_point(config)
-        windows = make_windows(config, resume_from)
+        conditioned = config.returns.enabled
+        returns_kwargs = (
+            {
+                "discount": config.returns.discount,
+                "termination_penalty": config.returns.termination_penalty,
+            }
+            if conditioned
+            else {}
+        )
+        windows = make_windows(config, config.windows, resume_from, **returns_kwargs)
         horizon, obs_dim, act_dim = windows.horizon, windows.obs_dim, windows.act_dim
         architecture = {
             "network": "TemporalUnet",
@@ -103,6 +119,11 @@ def train(config: TrainConfig) -> list[tuple[int, float]]:
             "dim_mults": list(config.model.dim_mults),
             "attention": config.model.attention,
         }
+        targets = None
+        if conditioned:
+            architecture["returns_condition"] = True
+            saved = ckpt.read_meta(resume_from).targets if resume_from else None
+            targets = saved or return_targets(windows)
         torch.manual_seed(config.seed)
         model = build_network(architecture).to(process.device)
         scheduler = DDPMScheduler(
@@ -123,24 +144,60 @@ def train(config: TrainConfig) -> list[tuple[int, float]]:
         def loss_fn(
             net: torch.nn.Module, batch: WindowBatch, t: torch.Tensor, noise: torch.Tensor
         ) -> torch.Tensor:
+            denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = net
+            if targets is not None:
+                # Condition on the window's return, dropped with probability `dropout` (the
+                # CPU generator: its state is saved in checkpoints, so resuming repeats it).
+                returns = targets.normalize(batch.value[:, None])[:, 0]
+                keep = torch.rand(len(returns)) >= config.returns.dropout
+                denoiser = partial(net, returns=returns, keep=keep.to(returns))
             return denoising_loss(
-                net, scheduler, batch.window, batch.mask, t, noise, fixed=fixed, weights=weights
+                denoiser,
+                scheduler,
+                batch.window,
+                batch.mask,
+                t,
+                noise,
+                fixed=fixed,
+                weights=weights,
             )
 
         meta = ckpt.CheckpointMeta(
             kind="diffusion",
             architecture=architecture,
-            fingerprint=fingerprint(config, windows),
+            fingerprint=diffusion_fingerprint(config, windows),
             config=asdict(config),
             normalizer=windows.normalizer,
             dataset=windows.info.to_dict(),
+            targets=targets,
         )
         return run_training(
-            config, process, resume_from, model=model, loss_fn=loss_fn, windows=windows, meta=meta
+            config,
+            process,
+            resume_from,
+            model=model,
+            loss_fn=loss_fn,
+            windows=windows,
+            meta=meta,
+            num_timesteps=config.diffusion_steps,
         )
     finally:
         if process.world_size > 1:
             dist.destroy_process_group()
+
+
+def diffusion_fingerprint(config: TrainConfig, windows: WindowDataset) -> dict[str, Any]:
+    """:func:`fingerprint`; runs without return conditioning keep the fingerprint of
+    diffplan versions before it, so that their checkpoints still resume."""
+    found = fingerprint(config, windows)
+    if not config.returns.enabled:
+        del found["returns"]
+    return found
+
+
+def return_targets(windows: WindowDataset) -> Normalizer:
+    """Min-max normaliser of all windows' returns-to-go: -1 the lowest, 1 the highest."""
+    return Normalizer.fit(windows.values[:, None].numpy(), "minmax")
 
 
 def value_targets(windows: WindowDataset) -> Normalizer:
@@ -155,6 +212,7 @@ def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
         resume_from = resume_point(config)
         windows = make_windows(
             config,
+            config.windows,
             resume_from,
             discount=config.discount,
             termination_penalty=config.termination_penalty,
@@ -193,7 +251,62 @@ def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
             targets=targets,
         )
         return run_training(
-            config, process, resume_from, model=model, loss_fn=loss_fn, windows=windows, meta=meta
+            config,
+            process,
+            resume_from,
+            model=model,
+            loss_fn=loss_fn,
+            windows=windows,
+            meta=meta,
+            num_timesteps=config.diffusion_steps,
+        )
+    finally:
+        if process.world_size > 1:
+            dist.destroy_process_group()
+
+
+def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
+    """Train a one-step dynamics model on consecutive steps; returns the logged
+    ``(step, loss)`` pairs."""
+    process = start_process(config.device, config.threads)
+    try:
+        resume_from = resume_point(config)
+        # Two-row windows without padding: every (s_t, a_t, s_t+1) inside an episode.
+        pairs = WindowConfig(horizon=2, normalizer=config.normalizer, padding="none")
+        windows = make_windows(config, pairs, resume_from)
+        obs_dim, kind = windows.obs_dim, config.kind
+        architecture = {
+            "network": DYNAMICS[kind].__name__,
+            "obs_dim": obs_dim,
+            "act_dim": windows.act_dim,
+            "hidden": config.model.hidden,
+            "layers": config.model.layers,
+        }
+        torch.manual_seed(config.seed)
+        model = build_network(architecture).to(process.device)
+
+        def loss_fn(
+            net: torch.nn.Module, batch: WindowBatch, t: torch.Tensor, noise: torch.Tensor
+        ) -> torch.Tensor:
+            return transition_loss(net, kind, batch.window, obs_dim)
+
+        meta = ckpt.CheckpointMeta(
+            kind=f"{kind}-dynamics",
+            architecture=architecture,
+            fingerprint=fingerprint(config, windows),
+            config=asdict(config),
+            normalizer=windows.normalizer,
+            dataset=windows.info.to_dict(),
+        )
+        return run_training(
+            config,
+            process,
+            resume_from,
+            model=model,
+            loss_fn=loss_fn,
+            windows=windows,
+            meta=meta,
+            num_timesteps=1,  # no diffusion: the drawn steps and noise go unused
         )
     finally:
         if process.world_size > 1:

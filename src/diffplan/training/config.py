@@ -1,4 +1,4 @@
-"""Typed options of ``diffplan train`` and ``diffplan train-value``.
+"""Typed options of ``diffplan train``, ``train-value`` and ``train-dynamics``.
 
 Every field's docstring is its ``--help`` text. Defaults follow the report where
 it says (``H = 8``) and the original Diffuser's locomotion config otherwise.
@@ -13,6 +13,7 @@ from diffplan.data.normalizers import NormalizerKind
 from diffplan.data.windows import PaddingMode
 from diffplan.diffusion.ddpm import PredictionType
 from diffplan.diffusion.schedules import ScheduleKind
+from diffplan.models.dynamics import DynamicsKind
 from diffplan.runtime import DeviceChoice
 
 
@@ -27,6 +28,25 @@ class UNetConfig:
     2**(len(dim_mults) - 1)."""
     attention: bool = False
     """Add self-attention along the horizon at every level (off in Diffuser's locomotion runs)."""
+
+
+@dataclass
+class ReturnConditionConfig:
+    """Return conditioning for classifier-free guidance (Decision Diffuser)."""
+
+    enabled: bool = False
+    """Condition the denoiser on each window's return-to-go (evaluate then guides toward a
+    target return: --planning.returns.*)."""
+    dropout: float = 0.25
+    """Probability that a training window's return is dropped (the unconditional model)."""
+    discount: float = 0.99
+    """Discount of the return-to-go the denoiser is conditioned on."""
+    termination_penalty: float = -100.0
+    """Added to the last reward of episodes that terminated (fell)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"return condition dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -80,8 +100,8 @@ class WindowConfig:
 
 
 @dataclass
-class CommonConfig:
-    """Options shared by the training commands."""
+class RunOptions:
+    """Options shared by every training command: data, run directory, device, loop."""
 
     dataset: str
     """Dataset: a diffplan/Minari dataset directory, a D4RL .hdf5 file or a Minari dataset id."""
@@ -98,12 +118,18 @@ class CommonConfig:
     threads: int | None = None
     """CPU threads of torch (None: torch's default). Use 1 on a busy machine: threads
     competing for cores make training many times slower."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class CommonConfig(RunOptions):
+    """Options shared by the networks over noisy windows (diffusion model, value network)."""
+
     windows: WindowConfig = field(default_factory=WindowConfig)
     diffusion_steps: int = 20
     """T_d, the number of diffusion steps (the value network: of the model it will guide)."""
     schedule: ScheduleKind = "cosine"
     """Noise schedule (the value network: of the model it will guide)."""
-    optim: OptimConfig = field(default_factory=OptimConfig)
 
 
 @dataclass
@@ -119,6 +145,7 @@ class TrainConfig(CommonConfig):
     """Loss weight of the first action."""
     loss_discount: float = 1.0
     """Row h of the window is weighted loss_discount**h (rescaled to mean 1)."""
+    returns: ReturnConditionConfig = field(default_factory=ReturnConditionConfig)
 
 
 @dataclass
@@ -133,3 +160,30 @@ class TrainValueConfig(CommonConfig):
     termination_penalty: float = -100.0
     """Added to the last reward of episodes that terminated (fell)."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=200_000))
+
+
+@dataclass
+class DynamicsNetConfig:
+    """MLP of a one-step dynamics model."""
+
+    hidden: int = 256
+    """Width of the hidden layers."""
+    layers: int = 3
+    """Number of hidden layers."""
+
+
+@dataclass
+class TrainDynamicsConfig(RunOptions):
+    """Train a one-step dynamics model on the dataset's transitions: inverse (s, s') -> a
+    (plans execute derived actions) or forward (s, a) -> s' (plan selection by consistency)."""
+
+    kind: DynamicsKind = "inverse"
+    """inverse: (s_t, s_t+1) -> a_t; forward: (s_t, a_t) -> s_t+1."""
+    out: Path = Path("runs/dynamics")
+    """Run directory: config.json, metrics.csv, tensorboard/, checkpoints/."""
+    normalizer: NormalizerKind = "gaussian"
+    """Per-dimension normalisation of observations and actions."""
+    model: DynamicsNetConfig = field(default_factory=DynamicsNetConfig)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(steps=20_000, batch_size=256, lr=1e-3, ema_start=1000)
+    )

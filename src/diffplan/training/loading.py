@@ -10,11 +10,23 @@ from torch import nn
 
 from diffplan.diffusion.backends import Backend
 from diffplan.diffusion.ddpm import DDPMScheduler
+from diffplan.diffusion.guidance import ClassifierFreeGuidance, ReturnGuidanceConfig
 from diffplan.diffusion.sampling import TrajectoryGenerator
-from diffplan.models import TemporalUnet, ValueNetwork
+from diffplan.models import ForwardDynamics, InverseDynamics, TemporalUnet, ValueNetwork
 from diffplan.training import checkpoint as ckpt
 
-NETWORKS: dict[str, type[nn.Module]] = {"TemporalUnet": TemporalUnet, "ValueNetwork": ValueNetwork}
+NETWORKS: dict[str, type[nn.Module]] = {
+    network.__name__: network
+    for network in (TemporalUnet, ValueNetwork, InverseDynamics, ForwardDynamics)
+}
+
+# checkpoint kind -> what it holds, in words
+KINDS = {
+    "diffusion": "a diffusion model",
+    "value": "a value network",
+    "inverse-dynamics": "an inverse dynamics model",
+    "forward-dynamics": "a forward dynamics model",
+}
 
 
 def build_network(architecture: dict[str, Any]) -> nn.Module:
@@ -29,13 +41,12 @@ def build_network(architecture: dict[str, Any]) -> nn.Module:
 def load_network(
     path: str | Path, kind: str, *, device: str | torch.device = "cpu", weights: str = "ema"
 ) -> tuple[nn.Module, ckpt.CheckpointMeta]:
-    """The network of a ``kind`` (``"diffusion"`` or ``"value"``) checkpoint or run
-    directory, on ``device`` in eval mode, and the checkpoint's metadata."""
+    """The network of a ``kind`` checkpoint or run directory (a key of :data:`KINDS`),
+    on ``device`` in eval mode, and the checkpoint's metadata."""
     checkpoint = ckpt.resolve(path)
     meta = ckpt.read_meta(checkpoint)
     if meta.kind != kind:
-        wanted = {"diffusion": "diffusion model", "value": "value network"}[kind]
-        raise ValueError(f"{checkpoint} holds a {meta.kind} network, not a {wanted}")
+        raise ValueError(f"{checkpoint} holds {KINDS.get(meta.kind, meta.kind)}, not {KINDS[kind]}")
     model = build_network(meta.architecture)
     ckpt.load_weights(checkpoint, model, weights)
     return model.to(device).eval(), meta
@@ -47,13 +58,19 @@ def load_generator(
     device: str | torch.device = "cpu",
     weights: str = "ema",
     backend: Backend = "eager",
+    returns: ReturnGuidanceConfig | None = None,
 ) -> TrajectoryGenerator:
     """A :class:`TrajectoryGenerator` from a diffusion checkpoint or run directory.
 
     ``weights``: ``"ema"`` (default, what the original samples with) or ``"model"``;
-    ``backend``: how the denoiser runs (:mod:`diffplan.diffusion.backends`).
+    ``backend``: how the denoiser runs (:mod:`diffplan.diffusion.backends`);
+    ``returns``: the classifier-free guidance of a return-conditioned model (default:
+    :class:`ReturnGuidanceConfig`'s); other models ignore it.
     """
     model, meta = load_network(path, "diffusion", device=device, weights=weights)
+    if meta.architecture.get("returns_condition"):
+        returns = returns or ReturnGuidanceConfig()
+        model = ClassifierFreeGuidance(model, returns.target, returns.weight)
     config = meta.config
     scheduler = DDPMScheduler(
         config["diffusion_steps"],

@@ -1,0 +1,64 @@
+"""Trained one-step models at plan time, in raw units (see :mod:`diffplan.models.dynamics`).
+
+* :class:`ActionsFromStates` (inverse dynamics): the actions to execute are derived from
+  consecutive planned states instead of read from the plan.
+* :class:`ConsistencyError` (forward dynamics): how far a plan's states stray from what its
+  actions would do, to prefer consistent candidates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from diffplan.training.loading import load_network
+
+
+class _OneStepModel:
+    """A dynamics checkpoint's network with its observation and action normalisers."""
+
+    kind: str
+
+    def __init__(self, path: str | Path, *, device: str | torch.device = "cpu") -> None:
+        self.net, meta = load_network(path, self.kind, device=device)
+        self.path = Path(path)
+        self.obs_dim, self.act_dim = meta.dataset["obs_dim"], meta.dataset["act_dim"]
+        self.observations = meta.normalizer.slice(0, self.obs_dim)
+        self.actions = meta.normalizer.slice(self.obs_dim, self.obs_dim + self.act_dim)
+
+    def check_dims(self, obs_dim: int, act_dim: int) -> None:
+        """Refuse a model of another environment than the plans it will read."""
+        if (obs_dim, act_dim) != (self.obs_dim, self.act_dim):
+            raise ValueError(
+                f"{self.path} models observations of {self.obs_dim} and actions of "
+                f"{self.act_dim} dims, but the plans have {obs_dim} and {act_dim}; train it "
+                "on the diffusion model's dataset"
+            )
+
+
+class ActionsFromStates(_OneStepModel):
+    """Inverse dynamics: ``states (B, n + 1, obs_dim) -> actions (B, n, act_dim)``, raw units."""
+
+    kind = "inverse-dynamics"
+
+    @torch.inference_mode()
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        normed = self.observations.normalize(states)
+        actions = self.net(normed[:, :-1], normed[:, 1:])
+        return self.actions.unnormalize(actions)
+
+
+class ConsistencyError(_OneStepModel):
+    """Forward dynamics: ``plans (B, H, D), rows n -> (B,)`` mean squared error (normalised
+    units) between planned states ``s_1 .. s_n`` and the model's prediction from the
+    previous planned state and action."""
+
+    kind = "forward-dynamics"
+
+    @torch.inference_mode()
+    def __call__(self, plans: torch.Tensor, rows: int) -> torch.Tensor:
+        states = self.observations.normalize(plans[:, : rows + 1, : self.obs_dim])
+        actions = self.actions.normalize(plans[:, :rows, self.obs_dim :])
+        predicted = self.net(states[:, :-1], actions)
+        return ((predicted - states[:, 1:]) ** 2).mean(dim=(1, 2))

@@ -1,0 +1,161 @@
+"""One-step dynamics models: training on toy dynamics, inverse-dynamics actions and plan
+selection by consistency in the planner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_training import ROTATION, toy_dynamics_dataset
+
+from diffplan.data import Normalizer
+from diffplan.data.minari_format import write_minari_dir
+from diffplan.diffusion import DDPMScheduler, TrajectoryGenerator
+from diffplan.models import TemporalUnet
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
+from diffplan.planning.planner import DiffusionPlanner
+from diffplan.training import OptimConfig, TrainDynamicsConfig, train_dynamics
+from diffplan.training import checkpoint as ckpt
+from diffplan.training.config import DynamicsNetConfig
+
+
+def step(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The toy's true dynamics ``s' = R s + (0.2 a, 0)`` on ``(..., 2)``, ``(..., 1)``."""
+    return states @ ROTATION.T + np.concatenate([0.2 * actions, 0 * actions], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def dynamics_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Inverse and forward models trained for 600 steps on the toy dynamics."""
+    root = tmp_path_factory.mktemp("dynamics")
+    data = write_minari_dir(toy_dynamics_dataset(), root / "toy")
+    runs = {}
+    for kind in ("inverse", "forward"):
+        config = TrainDynamicsConfig(
+            dataset=str(data),
+            kind=kind,
+            out=root / kind,
+            progress=False,
+            threads=1,
+            model=DynamicsNetConfig(hidden=64, layers=2),
+            optim=OptimConfig(
+                steps=600,
+                batch_size=64,
+                lr=3e-3,
+                log_every=100,
+                save_every=600,
+                ema_start=500,  # EMA = the live weights up to step 500, then averaged
+            ),
+        )
+        logged = train_dynamics(config)
+        assert logged[-1][1] < 0.1 * logged[0][1], (kind, logged)
+        runs[kind] = root / kind
+    return runs
+
+
+def fresh_transitions(count: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """States, actions and next states of the toy, unseen in training."""
+    rng = np.random.default_rng(7)
+    angle, radius = rng.uniform(0, 2 * np.pi, count), rng.uniform(0.5, 2.0, count)
+    states = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    actions = rng.uniform(-1, 1, size=(count, 1))
+    return states, actions, step(states, actions)
+
+
+def test_inverse_dynamics_recovers_the_actions(dynamics_runs):
+    model = ActionsFromStates(dynamics_runs["inverse"])
+    states, actions, next_states = fresh_transitions()
+    pairs = torch.as_tensor(np.stack([states, next_states], axis=1), dtype=torch.float32)
+    predicted = model(pairs)[:, 0].numpy()
+    rms = np.sqrt(np.mean((predicted - actions) ** 2))
+    assert rms < 0.1 * actions.std(), rms  # actions ~ U(-1, 1): std 0.58
+
+
+def test_forward_dynamics_error_separates_consistent_plans(dynamics_runs):
+    model = ConsistencyError(dynamics_runs["forward"])
+    states, actions, next_states = fresh_transitions()
+    consistent = np.concatenate(
+        [np.stack([states, next_states], 1), np.stack([actions, actions], 1)], axis=2
+    )
+    shuffled = consistent.copy()
+    shuffled[:, 1, :2] = np.roll(next_states, 1, axis=0)  # next states of other transitions
+    errors = {
+        name: model(torch.as_tensor(plans, dtype=torch.float32), 1)
+        for name, plans in (("consistent", consistent), ("shuffled", shuffled))
+    }
+    assert errors["consistent"].mean() < 0.02 * errors["shuffled"].mean(), errors
+    assert errors["consistent"].shape == (256,)
+
+
+def toy_generator(normalizer_run: Path) -> TrajectoryGenerator:
+    """A random-weight generator over the toy's windows (obs 2, act 1), H = 8."""
+    torch.manual_seed(0)
+    model = TemporalUnet(8, 3, dim=8, dim_mults=(1, 2)).eval()
+    normalizer = ckpt.read_meta(ckpt.resolve(normalizer_run)).normalizer
+    return TrajectoryGenerator(model, DDPMScheduler(5), normalizer, obs_dim=2)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_planner_executes_the_inverse_dynamics_actions(dynamics_runs, k):
+    inverse = ActionsFromStates(dynamics_runs["inverse"])
+    planner = DiffusionPlanner(
+        toy_generator(dynamics_runs["inverse"]), effective_window=k, inverse_dynamics=inverse
+    )
+    observations = np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)
+    planner.reset(2)
+    executed = [planner.act(observations)]
+    plans = planner.last_plans
+    assert plans is not None
+    executed += [planner.act(observations) for _ in range(k - 1)]
+    expected = inverse(plans[:, : k + 1, :2]).numpy()
+    np.testing.assert_array_equal(np.stack(executed, axis=1), expected)
+    # not the planned actions: the derived ones
+    assert not np.allclose(expected, plans[:, :k, 2:].numpy())
+
+
+def test_candidates_are_chosen_for_consistency_then_value(dynamics_runs):
+    forward = ConsistencyError(dynamics_runs["forward"])
+    generator = toy_generator(dynamics_runs["forward"])
+    # candidate 0 follows the true dynamics; 1 and 2 jump; the value prefers 2, then 0
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, size=(8, 1))
+    states = [np.array([1.0, 0.5])]
+    for action in actions[:-1]:
+        states.append(step(states[-1], action))
+    true_plan = np.concatenate([np.stack(states), actions], axis=1)
+    jumpy = [true_plan.copy(), true_plan.copy()]
+    jumpy[0][1:, :2] += 1.0
+    jumpy[1][1:, :2] -= 0.8
+    candidates = torch.as_tensor(np.stack([true_plan, *jumpy])[None], dtype=torch.float32)
+
+    class PreferCandidate2(torch.nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([1.0, 0.0, 2.0])  # values of candidates 0, 1, 2
+
+    def chosen(**options: object) -> int:
+        planner = DiffusionPlanner(generator, effective_window=3, num_candidates=3, **options)
+        return int(planner.select(candidates)[0])
+
+    assert chosen(consistency=forward) == 0
+    assert chosen(value_net=PreferCandidate2()) == 2
+    assert chosen(value_net=PreferCandidate2(), consistency=forward, consistency_keep=0.3) == 0
+    assert chosen(value_net=PreferCandidate2(), consistency=forward, consistency_keep=1.0) == 2
+
+
+def test_dynamics_checkpoints_are_checked(dynamics_runs, tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="inverse dynamics model, not a forward dynamics model"):
+        ConsistencyError(dynamics_runs["inverse"])
+    with pytest.raises(ValueError, match="forward dynamics model, not an inverse dynamics model"):
+        ActionsFromStates(dynamics_runs["forward"])
+    walker_like = TrajectoryGenerator(
+        TemporalUnet(8, 5, dim=8, dim_mults=(1, 2)).eval(),
+        DDPMScheduler(5),
+        Normalizer.fit(np.random.default_rng(0).normal(size=(10, 5))),
+        obs_dim=3,
+    )
+    with pytest.raises(ValueError, match="models observations of 2 and actions of 1 dims"):
+        DiffusionPlanner(walker_like, inverse_dynamics=ActionsFromStates(dynamics_runs["inverse"]))
+    with pytest.raises(ValueError, match="consistency_keep must be in"):
+        DiffusionPlanner(walker_like, consistency_keep=0.0)
