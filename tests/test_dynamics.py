@@ -115,6 +115,31 @@ def test_planner_executes_the_inverse_dynamics_actions(dynamics_runs, k):
     assert not np.allclose(expected, plans[:, :k, 2:].numpy())
 
 
+def test_tracking_derives_each_action_from_the_real_state(dynamics_runs):
+    inverse = ActionsFromStates(dynamics_runs["inverse"])
+    planner = DiffusionPlanner(
+        toy_generator(dynamics_runs["inverse"]),
+        effective_window=3,
+        inverse_dynamics=inverse,
+        track_states=True,
+    )
+    planner.reset(2)
+    # the real states drift away from the plan: every action aims at the next planned state
+    reached = [np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)]
+    actions = [planner.act(reached[0])]
+    plans = planner.last_plans
+    assert plans is not None
+    for step in (1, 2):
+        reached.append(reached[-1] + np.float32(0.3 * step))
+        actions.append(planner.act(reached[-1]))
+    for i, (state, action) in enumerate(zip(reached, actions, strict=True)):
+        pair = torch.stack([torch.as_tensor(state), plans[:, i + 1, :2]], dim=1)
+        np.testing.assert_allclose(action, inverse(pair)[:, 0].numpy(), rtol=1e-6, atol=1e-6)
+    assert planner.last_plans is plans  # no replan within the window
+    with pytest.raises(ValueError, match="needs an inverse dynamics model"):
+        DiffusionPlanner(toy_generator(dynamics_runs["inverse"]), track_states=True)
+
+
 def test_candidates_are_chosen_for_consistency_then_value(dynamics_runs):
     forward = ConsistencyError(dynamics_runs["forward"])
     generator = toy_generator(dynamics_runs["forward"])

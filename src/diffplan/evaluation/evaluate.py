@@ -196,7 +196,12 @@ def _header(
             f"network's best of the {planning.consistency.keep:.0%} most consistent)."
         )
     if config.inverse_dynamics is not None:
-        text += f" Executed actions from the inverse dynamics model {config.inverse_dynamics}."
+        text += f" Executed actions from the inverse dynamics model {config.inverse_dynamics}"
+        text += (
+            ", each from the real state and the next planned state."
+            if planning.track_states
+            else ", derived from the planned states."
+        )
     if guided:
         guide = planning.guide
         text += (

@@ -45,6 +45,9 @@ class PlanningConfig:
     """Value guidance options (guided runs)."""
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     """Candidate selection by a forward dynamics model (used when one is given)."""
+    track_states: bool = False
+    """With an inverse dynamics model (evaluate --inverse-dynamics): derive each action from
+    the real current state and the next planned state (feedback), not from the plan alone."""
     returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
     """Classifier-free guidance toward a target return (return-conditioned models only)."""
 
@@ -75,6 +78,7 @@ class PlanningConfig:
             consistency=consistency,
             consistency_keep=self.consistency.keep,
             inverse_dynamics=inverse_dynamics,
+            track_states=self.track_states,
             guide=ValueGuide(value_net, self.guide) if value_net is not None else None,
             sampler=self.sampler,
             warm_start=self.warm_start,

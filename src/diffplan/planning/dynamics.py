@@ -16,13 +16,14 @@ from diffplan.training.loading import load_network
 
 
 class _OneStepModel:
-    """A dynamics checkpoint's network with its observation and action normalisers."""
+    """A dynamics checkpoint's network with its observation and action normalisers; calls
+    take and return tensors on any device (the network runs on ``device``)."""
 
     kind: str
 
     def __init__(self, path: str | Path, *, device: str | torch.device = "cpu") -> None:
         self.net, meta = load_network(path, self.kind, device=device)
-        self.path = Path(path)
+        self.path, self.device = Path(path), torch.device(device)
         self.obs_dim, self.act_dim = meta.dataset["obs_dim"], meta.dataset["act_dim"]
         self.observations = meta.normalizer.slice(0, self.obs_dim)
         self.actions = meta.normalizer.slice(self.obs_dim, self.obs_dim + self.act_dim)
@@ -44,9 +45,9 @@ class ActionsFromStates(_OneStepModel):
 
     @torch.inference_mode()
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        normed = self.observations.normalize(states)
+        normed = self.observations.normalize(states.to(self.device))
         actions = self.net(normed[:, :-1], normed[:, 1:])
-        return self.actions.unnormalize(actions)
+        return self.actions.unnormalize(actions).to(states.device)
 
 
 class ConsistencyError(_OneStepModel):
@@ -58,7 +59,8 @@ class ConsistencyError(_OneStepModel):
 
     @torch.inference_mode()
     def __call__(self, plans: torch.Tensor, rows: int) -> torch.Tensor:
-        states = self.observations.normalize(plans[:, : rows + 1, : self.obs_dim])
-        actions = self.actions.normalize(plans[:, :rows, self.obs_dim :])
+        window = plans[:, : rows + 1].to(self.device)
+        states = self.observations.normalize(window[:, :, : self.obs_dim])
+        actions = self.actions.normalize(window[:, :rows, self.obs_dim :])
         predicted = self.net(states[:, :-1], actions)
-        return ((predicted - states[:, 1:]) ** 2).mean(dim=(1, 2))
+        return ((predicted - states[:, 1:]) ** 2).mean(dim=(1, 2)).to(plans.device)

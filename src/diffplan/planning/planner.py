@@ -16,7 +16,9 @@ fraction of most consistent candidates.
 
 With an inverse dynamics model, the ``k`` executed actions are not the planned ones
 but those linking consecutive planned states, ``a_i = f^-1(s_i, s_{i+1})`` with
-``s_0`` the real observation (Decision Diffuser).
+``s_0`` the real observation (Decision Diffuser). With ``track_states`` the ``s_i`` is
+the real observation at every step, not only the first: the planner then follows the
+plan's states with feedback, ``a_i = f^-1(real s_i, planned s_{i+1})``.
 
 With a warm start, a replan does not start from pure noise: the environment's last
 plan, shifted by the ``k`` rows already executed (its last row repeated to fill the
@@ -67,6 +69,8 @@ class DiffusionPlanner:
         consistency_keep: with both, the fraction of most consistent candidates the value
             network chooses from.
         inverse_dynamics: derive the executed actions from the planned states.
+        track_states: with ``inverse_dynamics``, derive each action from the real current
+            state and the next planned state (module docstring).
         guide: optional value guidance applied inside the sampler.
         sampler: denoising method and steps (default: the report's 20 DDPM steps).
         warm_start: start replans from the last plan (module docstring); default: cold.
@@ -84,6 +88,7 @@ class DiffusionPlanner:
         consistency: ConsistencyError | None = None,
         consistency_keep: float = 0.25,
         inverse_dynamics: ActionsFromStates | None = None,
+        track_states: bool = False,
         guide: Guide | None = None,
         sampler: SamplerConfig | None = None,
         warm_start: WarmStart | None = None,
@@ -102,6 +107,11 @@ class DiffusionPlanner:
         if num_candidates > 1 and value_net is None and consistency is None:
             raise ValueError(
                 "choosing among candidates needs a value network or a forward dynamics model"
+            )
+        if track_states and inverse_dynamics is None:
+            raise ValueError(
+                "tracking the planned states (--planning.track-states) needs an inverse "
+                "dynamics model (--inverse-dynamics)"
             )
         if not 0 < consistency_keep <= 1:
             raise ValueError(f"consistency_keep must be in (0, 1], got {consistency_keep}")
@@ -122,7 +132,7 @@ class DiffusionPlanner:
             else None
         )
         self.consistency, self.consistency_keep = consistency, consistency_keep
-        self.inverse_dynamics = inverse_dynamics
+        self.inverse_dynamics, self.track_states = inverse_dynamics, track_states
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.action_low, self.action_high = action_low, action_high
@@ -230,7 +240,13 @@ class DiffusionPlanner:
             self.last_plans = plans
             self._actions[env_ids[stale]] = self.executed_actions(plans).numpy()
             self._next[env_ids[stale]] = 0
-        chosen = self._actions[env_ids, self._next[env_ids]]
+        if self.track_states:
+            assert self.inverse_dynamics is not None
+            now = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
+            target = self._plans[env_ids, self._next[env_ids] + 1, : self.generator.obs_dim]
+            chosen = self.inverse_dynamics(torch.stack([now, target], dim=1))[:, 0].numpy()
+        else:
+            chosen = self._actions[env_ids, self._next[env_ids]]
         self._next[env_ids] += 1
         if self.action_low is not None and self.action_high is not None:
             chosen = np.clip(chosen, self.action_low, self.action_high)
