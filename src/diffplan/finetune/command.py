@@ -220,6 +220,7 @@ def metrics_row(
         "value_loss": stats.value_loss,
         "approx_kl": stats.approx_kl,
         "clip_fraction": stats.clip_fraction,
+        "minibatches": stats.minibatches,
         "regularizer_loss": stats.regularizer_loss,
         "ood_penalty": rollout.decisions.penalties.mean().item() if penalized else None,
         "elapsed_s": tuner.elapsed,

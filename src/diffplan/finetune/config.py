@@ -50,9 +50,11 @@ class PPOConfig:
 
     num_envs: int = 8
     """Environments stepped side by side (gymnasium sync vector env)."""
-    rollout_steps: int = 500
+    rollout_steps: int = 1000
     """Environment steps per environment and iteration. Every iteration resets the
-    environments (seeds drawn from --seed and the iteration), so a resumed run is exact."""
+    environments (seeds drawn from --seed and the iteration), so a resumed run is exact; only
+    episodes that end within an iteration count in its mean return, so make this at least the
+    episode's time limit (Walker2d: 1000)."""
     epochs: int = 10
     """Passes over an iteration's decisions."""
     minibatch_size: int = 256

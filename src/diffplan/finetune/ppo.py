@@ -80,6 +80,8 @@ class UpdateStats:
     clip_fraction: float
     regularizer_loss: float | None
     minibatches: int
+    """Minibatches the denoiser was updated on (fewer than epochs x batches: stopped by
+    target_kl)."""
 
 
 def ppo_update(

@@ -20,6 +20,7 @@ METRICS = (
     "value_loss",
     "approx_kl",
     "clip_fraction",
+    "minibatches",
     "regularizer_loss",
     "ood_penalty",
     "elapsed_s",
