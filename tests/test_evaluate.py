@@ -17,9 +17,17 @@ from diffplan.data import TrajectoryDataset
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import SamplerConfig
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
-from diffplan.planning import GuideConfig, PlanningConfig, WarmStart
-from diffplan.training import OptimConfig, TrainConfig, TrainValueConfig, train, train_value
-from diffplan.training.config import UNetConfig, ValueNetConfig
+from diffplan.planning import ConsistencyConfig, GuideConfig, PlanningConfig, WarmStart
+from diffplan.training import (
+    OptimConfig,
+    TrainConfig,
+    TrainDynamicsConfig,
+    TrainValueConfig,
+    train,
+    train_dynamics,
+    train_value,
+)
+from diffplan.training.config import DynamicsNetConfig, UNetConfig, ValueNetConfig
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +135,50 @@ def test_evaluate_runs_the_fast_planner_options(tiny_runs, tmp_path, capsys):
     assert "Sampler dpm-solver++, 3 steps, onnx backend, warm start from step 2" in header
     saved = json.loads((tmp_path / "fast" / "config.json").read_text())
     assert saved["config"]["planning"]["sampler"]["method"] == "dpm-solver++"
+
+
+def test_evaluate_with_dynamics_models(tiny_runs, tmp_path):
+    diffusion, _ = tiny_runs
+    data = diffusion.parent / "data"
+    runs = {}
+    for kind in ("inverse", "forward"):
+        runs[kind] = tmp_path / kind
+        train_dynamics(
+            TrainDynamicsConfig(
+                dataset=str(data),
+                kind=kind,
+                out=runs[kind],
+                progress=False,
+                threads=1,
+                model=DynamicsNetConfig(hidden=16, layers=1),
+                optim=OptimConfig(steps=4, batch_size=8, save_every=4, ema_start=2),
+            )
+        )
+    out = tmp_path / "eval"
+    planning = PlanningConfig(track_states=True, consistency=ConsistencyConfig(candidates=3))
+    (result,) = evaluate(
+        EvaluateConfig(
+            diffusion=diffusion,
+            out=out,
+            dynamics=runs["forward"],
+            inverse_dynamics=runs["inverse"],
+            windows=(3,),
+            episodes=2,
+            planning=planning,
+            threads=1,
+            progress=False,
+        )
+    )
+    assert result.metrics.episodes == 2 and all(e.length > 0 for e in result.episodes)
+    header = (out / "report.md").read_text()
+    assert "3 per unguided decision" in header
+    assert "each from the real state and the next planned state" in header
+    with pytest.raises(ValueError, match="holds a forward dynamics model, not an inverse"):
+        evaluate(
+            EvaluateConfig(
+                diffusion=diffusion, out=out, inverse_dynamics=runs["forward"], progress=False
+            )
+        )
 
 
 VIDEO_SCRIPT = """

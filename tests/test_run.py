@@ -14,9 +14,14 @@ def test_quick_run_writes_the_report_folder_from_the_packaged_agent(tmp_path, ca
     main(["run", "--quick", "--threads", "1", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "DEMO" in printed
-    evaluation = tmp_path / "evaluation"
-    for name in ("report.md", "metrics.csv", "episodes.csv", "scores.png", "episodes.png"):
-        assert (evaluation / name).stat().st_size > 0, name
-    rows = list(csv.DictReader((evaluation / "metrics.csv").open()))
-    assert [row["label"] for row in rows] == ["k=1", "k=7", "k=7 guided"]
-    assert all(int(row["episodes"]) == 2 for row in rows)
+    for folder in ("evaluation", "evaluation-tracked"):
+        evaluation = tmp_path / folder
+        for name in ("report.md", "metrics.csv", "episodes.csv", "scores.png", "episodes.png"):
+            assert (evaluation / name).stat().st_size > 0, (folder, name)
+        rows = list(csv.DictReader((evaluation / "metrics.csv").open()))
+        assert [row["label"] for row in rows] == ["k=1", "k=7", "k=7 guided"]
+        assert all(int(row["episodes"]) == 2 for row in rows)
+    assert (
+        "from the real state and the next planned state"
+        in (tmp_path / "evaluation-tracked" / "report.md").read_text()
+    )

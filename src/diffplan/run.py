@@ -1,7 +1,10 @@
 """``diffplan run``: the main job, from one config.
 
 dataset (collected from an agent) -> diffusion model -> value network ->
-evaluation sweep -> report, each stage in its own folder under ``--out``.
+inverse dynamics model -> evaluation sweeps -> reports, each stage in its own folder
+under ``--out``. Two sweeps: the report's planner (planned actions, ``evaluation/``)
+and the same plans followed by the inverse dynamics model from the real states
+(``evaluation-tracked/``, docs/LONG_HORIZONS.md).
 A stage whose output already exists is reused (``--resume`` semantics of the
 training commands), so an interrupted run continues where it stopped.
 
@@ -20,17 +23,27 @@ from diffplan.collect import CollectConfig, collect
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice
-from diffplan.training import OptimConfig, TrainConfig, TrainValueConfig, train, train_value
+from diffplan.training import (
+    OptimConfig,
+    TrainConfig,
+    TrainDynamicsConfig,
+    TrainValueConfig,
+    train,
+    train_dynamics,
+    train_value,
+)
 from diffplan.training.checkpoint import checkpoints
 from diffplan.training.config import UNetConfig, ValueNetConfig, WindowConfig
 
 
 @dataclass
 class RunConfig:
-    """Run the whole pipeline: collect -> train -> train-value -> evaluate -> report."""
+    """Run the whole pipeline: collect -> train -> train-value -> train-dynamics ->
+    evaluate (planned actions; tracked by inverse dynamics) -> reports."""
 
     out: Path = Path("runs/main")
-    """Run folder: data/, diffusion/, value/, evaluation/ (report.md and figures)."""
+    """Run folder: data/, diffusion/, value/, inverse-dynamics/, evaluation/ and
+    evaluation-tracked/ (report.md and figures)."""
     quick: bool = False
     """A demo that finishes in a few minutes: tiny data and training budgets, 2 episodes
     at k = 1 and H-1. Its scores say nothing about the method."""
@@ -51,6 +64,9 @@ class RunConfig:
     """Optimiser steps of the diffusion model."""
     value_steps: int = 10_000
     """Optimiser steps of the value network."""
+    inverse_steps: int = 10_000
+    """Optimiser steps of the inverse dynamics model (batch 256); 0 skips it and the
+    tracked sweep."""
     batch_size: int = 64
     """Windows per optimiser step (both networks)."""
     lr: float = 6e-4
@@ -79,6 +95,7 @@ class RunConfig:
             batch_size=min(self.batch_size, 32),
             train_steps=min(self.train_steps, 600),
             value_steps=min(self.value_steps, 300),
+            inverse_steps=min(self.inverse_steps, 300),
             episodes=min(self.episodes, 2),
             planning=replace(self.planning, candidates=min(self.planning.candidates, 8)),
         )
@@ -145,21 +162,49 @@ def run(config: RunConfig) -> None:
             ),
         )
     )
-    windows_k = (1, config.horizon - 1) if config.quick else ()
-    evaluate(
-        EvaluateConfig(
-            diffusion=diffusion,
-            value=value,
-            out=config.out / "evaluation",
-            windows=windows_k,
-            episodes=config.episodes,
-            seed=config.seed,
-            planning=config.planning,
-            device=config.device,
-            threads=config.threads,
+    inverse = config.out / "inverse-dynamics"
+    if config.inverse_steps > 0:
+        train_dynamics(
+            TrainDynamicsConfig(
+                dataset=str(data),
+                kind="inverse",
+                out=inverse,
+                resume=bool(checkpoints(inverse)),
+                seed=config.seed,
+                device=config.device,
+                threads=config.threads,
+                optim=OptimConfig(
+                    steps=config.inverse_steps,
+                    batch_size=256,
+                    lr=1e-3,
+                    save_every=max(config.inverse_steps // 4, 1),
+                    ema_start=min(1000, config.inverse_steps // 4),
+                ),
+            )
         )
+    sweep = EvaluateConfig(
+        diffusion=diffusion,
+        value=value,
+        out=config.out / "evaluation",
+        windows=(1, config.horizon - 1) if config.quick else (),
+        episodes=config.episodes,
+        seed=config.seed,
+        planning=config.planning,
+        device=config.device,
+        threads=config.threads,
     )
+    reports = [sweep.out / "report.md"]
+    evaluate(sweep)
+    if config.inverse_steps > 0:
+        tracked = replace(
+            sweep,
+            out=config.out / "evaluation-tracked",
+            inverse_dynamics=inverse,
+            planning=replace(config.planning, track_states=True),
+        )
+        reports.append(tracked.out / "report.md")
+        evaluate(tracked)
     print(
         f"diffplan run finished in {(time.perf_counter() - began) / 60:.1f} min; "
-        f"report: {config.out / 'evaluation' / 'report.md'}"
+        f"reports: {', '.join(map(str, reports))}"
     )

@@ -1,10 +1,15 @@
-"""Planning: receding-horizon control with a trajectory diffusion model, value guidance."""
+"""Planning: receding-horizon control with a trajectory diffusion model, value guidance,
+plan selection and inverse-dynamics actions."""
 
-from diffplan.planning.config import PlanningConfig
+from diffplan.planning.config import ConsistencyConfig, PlanningConfig
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.guides import GradientScaling, GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner, WarmStart
 
 __all__ = [
+    "ActionsFromStates",
+    "ConsistencyConfig",
+    "ConsistencyError",
     "DiffusionPlanner",
     "GradientScaling",
     "GuideConfig",
