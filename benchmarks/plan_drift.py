@@ -36,7 +36,6 @@ from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.training import checkpoint as ckpt
 from diffplan.training.loading import load_generator
 
-
 VELOCITY_CLIP = 10.0  # gymnasium's MuJoCo locomotion observations clip velocities to this
 
 
