@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from diffplan.data.normalizers import Normalizer
+from diffplan.data.normalizers import Normalizer, NormalizerKind
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import WindowBatch, WindowDataset
 from diffplan.diffusion.ddpm import DDPMScheduler
@@ -64,18 +65,54 @@ def make_windows(
     )
 
 
+@contextmanager
+def training_process(config: RunOptions) -> Iterator[Process]:
+    """This process (:func:`start_process`); under torchrun it leaves the group at the end."""
+    process = start_process(config.device, config.threads)
+    try:
+        yield process
+    finally:
+        if process.world_size > 1:
+            dist.destroy_process_group()
+
+
+def fit_targets(
+    windows: WindowDataset, resume_from: Path | None, kind: NormalizerKind
+) -> Normalizer:
+    """The target normaliser of a resumed run, else a ``kind`` one fitted on all windows'
+    targets (value networks: gaussian; return conditioning: minmax, -1 the lowest return,
+    1 the highest)."""
+    saved = ckpt.read_meta(resume_from).targets if resume_from else None
+    return saved or Normalizer.fit(windows.values[:, None].numpy(), kind)
+
+
 def run_training(
     config: RunOptions,
     process: Process,
     resume_from: Path | None,
     *,
-    model: torch.nn.Module,
+    kind: str,
+    architecture: dict[str, Any],
     loss_fn: LossFn,
     windows: WindowDataset,
-    meta: ckpt.CheckpointMeta,
     num_timesteps: int,
+    fingerprint: dict[str, Any],
+    targets: Normalizer | None = None,
 ) -> list[tuple[int, float]]:
-    """Build the :class:`Trainer`, restore ``resume_from`` if given, record the config, fit."""
+    """Build the network (seeded) and the :class:`Trainer`, restore ``resume_from`` if
+    given, record the config, fit; checkpoints record ``kind``, ``architecture``,
+    ``fingerprint``, the windows' normaliser and dataset, and ``targets``."""
+    torch.manual_seed(config.seed)
+    model = build_network(architecture).to(process.device)
+    meta = ckpt.CheckpointMeta(
+        kind=kind,
+        architecture=architecture,
+        fingerprint=fingerprint,
+        config=asdict(config),
+        normalizer=windows.normalizer,
+        dataset=windows.info.to_dict(),
+        targets=targets,
+    )
     trainer = Trainer(
         model,
         loss_fn,
@@ -97,8 +134,7 @@ def run_training(
 
 def train(config: TrainConfig) -> list[tuple[int, float]]:
     """Train the diffusion model; returns the logged ``(step, loss)`` pairs."""
-    process = start_process(config.device, config.threads)
-    try:
+    with training_process(config) as process:
         resume_from = resume_point(config)
         conditioned = config.returns.enabled
         returns_kwargs = (
@@ -111,7 +147,7 @@ def train(config: TrainConfig) -> list[tuple[int, float]]:
         )
         windows = make_windows(config, config.windows, resume_from, **returns_kwargs)
         horizon, obs_dim, act_dim = windows.horizon, windows.obs_dim, windows.act_dim
-        architecture = {
+        architecture: dict[str, Any] = {
             "network": "TemporalUnet",
             "horizon": horizon,
             "transition_dim": obs_dim + act_dim,
@@ -122,10 +158,7 @@ def train(config: TrainConfig) -> list[tuple[int, float]]:
         targets = None
         if conditioned:
             architecture["returns_condition"] = True
-            saved = ckpt.read_meta(resume_from).targets if resume_from else None
-            targets = saved or return_targets(windows)
-        torch.manual_seed(config.seed)
-        model = build_network(architecture).to(process.device)
+            targets = fit_targets(windows, resume_from, "minmax")
         scheduler = DDPMScheduler(
             config.diffusion_steps,
             schedule=config.schedule,
@@ -162,28 +195,18 @@ def train(config: TrainConfig) -> list[tuple[int, float]]:
                 weights=weights,
             )
 
-        meta = ckpt.CheckpointMeta(
-            kind="diffusion",
-            architecture=architecture,
-            fingerprint=diffusion_fingerprint(config, windows),
-            config=asdict(config),
-            normalizer=windows.normalizer,
-            dataset=windows.info.to_dict(),
-            targets=targets,
-        )
         return run_training(
             config,
             process,
             resume_from,
-            model=model,
+            kind="diffusion",
+            architecture=architecture,
             loss_fn=loss_fn,
             windows=windows,
-            meta=meta,
             num_timesteps=config.diffusion_steps,
+            fingerprint=diffusion_fingerprint(config, windows),
+            targets=targets,
         )
-    finally:
-        if process.world_size > 1:
-            dist.destroy_process_group()
 
 
 def diffusion_fingerprint(config: TrainConfig, windows: WindowDataset) -> dict[str, Any]:
@@ -195,20 +218,9 @@ def diffusion_fingerprint(config: TrainConfig, windows: WindowDataset) -> dict[s
     return found
 
 
-def return_targets(windows: WindowDataset) -> Normalizer:
-    """Min-max normaliser of all windows' returns-to-go: -1 the lowest, 1 the highest."""
-    return Normalizer.fit(windows.values[:, None].numpy(), "minmax")
-
-
-def value_targets(windows: WindowDataset) -> Normalizer:
-    """Gaussian normaliser of all windows' value targets."""
-    return Normalizer.fit(windows.values[:, None].numpy(), "gaussian")
-
-
 def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
     """Train the value network; returns the logged ``(step, loss)`` pairs."""
-    process = start_process(config.device, config.threads)
-    try:
+    with training_process(config) as process:
         resume_from = resume_point(config)
         windows = make_windows(
             config,
@@ -218,18 +230,7 @@ def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
             termination_penalty=config.termination_penalty,
         )
         horizon, obs_dim, act_dim = windows.horizon, windows.obs_dim, windows.act_dim
-        saved = ckpt.read_meta(resume_from).targets if resume_from else None
-        targets = saved or value_targets(windows)
-        architecture = {
-            "network": "ValueNetwork",
-            "horizon": horizon,
-            "transition_dim": obs_dim + act_dim,
-            "dim": config.model.dim,
-            "dim_mults": list(config.model.dim_mults),
-            "hidden": config.model.hidden,
-        }
-        torch.manual_seed(config.seed)
-        model = build_network(architecture).to(process.device)
+        targets = fit_targets(windows, resume_from, "gaussian")
         scheduler = DDPMScheduler(config.diffusion_steps, schedule=config.schedule).to(
             process.device
         )
@@ -241,73 +242,56 @@ def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
             target = targets.normalize(batch.value[:, None])[:, 0]
             return value_loss(net, scheduler, batch.window, target, t, noise, fixed=fixed)
 
-        meta = ckpt.CheckpointMeta(
-            kind="value",
-            architecture=architecture,
-            fingerprint=fingerprint(config, windows),
-            config=asdict(config),
-            normalizer=windows.normalizer,
-            dataset=windows.info.to_dict(),
-            targets=targets,
-        )
         return run_training(
             config,
             process,
             resume_from,
-            model=model,
+            kind="value",
+            architecture={
+                "network": "ValueNetwork",
+                "horizon": horizon,
+                "transition_dim": obs_dim + act_dim,
+                "dim": config.model.dim,
+                "dim_mults": list(config.model.dim_mults),
+                "hidden": config.model.hidden,
+            },
             loss_fn=loss_fn,
             windows=windows,
-            meta=meta,
             num_timesteps=config.diffusion_steps,
+            fingerprint=fingerprint(config, windows),
+            targets=targets,
         )
-    finally:
-        if process.world_size > 1:
-            dist.destroy_process_group()
 
 
 def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
     """Train a one-step dynamics model on consecutive steps; returns the logged
     ``(step, loss)`` pairs."""
-    process = start_process(config.device, config.threads)
-    try:
+    with training_process(config) as process:
         resume_from = resume_point(config)
         # Two-row windows without padding: every (s_t, a_t, s_t+1) inside an episode.
         pairs = WindowConfig(horizon=2, normalizer=config.normalizer, padding="none")
         windows = make_windows(config, pairs, resume_from)
         obs_dim, kind = windows.obs_dim, config.kind
-        architecture = {
-            "network": DYNAMICS[kind].__name__,
-            "obs_dim": obs_dim,
-            "act_dim": windows.act_dim,
-            "hidden": config.model.hidden,
-            "layers": config.model.layers,
-        }
-        torch.manual_seed(config.seed)
-        model = build_network(architecture).to(process.device)
 
         def loss_fn(
             net: torch.nn.Module, batch: WindowBatch, t: torch.Tensor, noise: torch.Tensor
         ) -> torch.Tensor:
             return transition_loss(net, kind, batch.window, obs_dim)
 
-        meta = ckpt.CheckpointMeta(
-            kind=f"{kind}-dynamics",
-            architecture=architecture,
-            fingerprint=fingerprint(config, windows),
-            config=asdict(config),
-            normalizer=windows.normalizer,
-            dataset=windows.info.to_dict(),
-        )
         return run_training(
             config,
             process,
             resume_from,
-            model=model,
+            kind=f"{kind}-dynamics",
+            architecture={
+                "network": DYNAMICS[kind].__name__,
+                "obs_dim": obs_dim,
+                "act_dim": windows.act_dim,
+                "hidden": config.model.hidden,
+                "layers": config.model.layers,
+            },
             loss_fn=loss_fn,
             windows=windows,
-            meta=meta,
             num_timesteps=1,  # no diffusion: the drawn steps and noise go unused
+            fingerprint=fingerprint(config, windows),
         )
-    finally:
-        if process.world_size > 1:
-            dist.destroy_process_group()
