@@ -1,11 +1,12 @@
 """Score of each planning configuration of ``plan_speed.py`` at k = 1 on a trained model.
 
     python benchmarks/plan_quality.py --diffusion RUN --value RUN --episodes 10 --threads 1
+    python benchmarks/plan_quality.py --diffusion RUN --inverse-dynamics RUN  # tracked planner
 
 Runs the same episode seeds for every configuration (10 side by side, plans
 batched) and prints mean return, % of the dataset's mean return, falls and
 wall time. A backend computes the same function as eager PyTorch (tested to
-1e-4), so the baseline's score is measured with the onnx backend to save time;
+1e-4), so the baseline's score is measured with the hybrid backend to save time;
 --exact-baseline runs it eagerly.
 """
 
@@ -23,6 +24,7 @@ from plan_speed import GUIDED, UNGUIDED
 from diffplan.data.episodes import DatasetInfo
 from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.rollout import run_episodes
+from diffplan.planning.dynamics import ActionsFromStates
 from diffplan.training import checkpoint as ckpt
 from diffplan.training.loading import load_generator, load_value_network
 
@@ -33,12 +35,15 @@ class Options:
     """Trained diffusion run or checkpoint."""
     value: Path | None = None
     """Trained value run (needed for the guided configurations)."""
+    inverse_dynamics: Path | None = None
+    """Inverse dynamics run: every configuration tracks the planned states with it
+    (`diffplan evaluate --inverse-dynamics RUN --planning.track-states`)."""
     episodes: int = 10
     """Episodes per configuration (seeds 0 .. episodes-1)."""
     only: tuple[str, ...] = ()
     """Run only the configurations whose label contains one of these strings."""
     exact_baseline: bool = False
-    """Run baselines with the eager backend instead of onnx."""
+    """Run baselines with the eager backend instead of hybrid."""
     threads: int = 1
     """torch (and ONNX Runtime) CPU threads."""
 
@@ -48,6 +53,7 @@ def main(options: Options) -> None:
     generator = load_generator(options.diffusion)
     data = DatasetInfo(**ckpt.read_meta(ckpt.resolve(options.diffusion)).dataset)
     value_net = load_value_network(options.value) if options.value else None
+    inverse = ActionsFromStates(options.inverse_dynamics) if options.inverse_dynamics else None
     env = gym.make(data.env_id or "Walker2d-v5")
     low, high = env.action_space.low, env.action_space.high
     env.close()
@@ -57,15 +63,24 @@ def main(options: Options) -> None:
     if options.only:
         settings = [s for s in settings if any(word in s[0] for word in options.only)]
     seeds = list(range(options.episodes))
+    tracked = f", tracking with {options.inverse_dynamics}" if inverse else ""
     print(
-        f"{options.diffusion}: k = 1, {options.episodes} episodes, data mean {data.mean_return:.1f}"
+        f"{options.diffusion}: k = 1, {options.episodes} episodes, "
+        f"data mean {data.mean_return:.1f}{tracked}"
     )
     for label, config, value in settings:
         if label.startswith("baseline") and not options.exact_baseline:
-            config = replace(config, backend="onnx")
+            config = replace(config, backend="hybrid")
+        config = replace(config, track_states=inverse is not None)
         generator.set_backend(config.backend)
         planner = config.make_planner(
-            generator, 1, value_net=value, action_low=low, action_high=high, seed=0
+            generator,
+            1,
+            value_net=value,
+            inverse_dynamics=inverse,
+            action_low=low,
+            action_high=high,
+            seed=0,
         )
         began = time.perf_counter()
         metrics = summarize(run_episodes(planner, data.env_id or "Walker2d-v5", seeds), data)

@@ -57,32 +57,36 @@ UNGUIDED = {
     "baseline: ddpm 20, eager": BASELINE,
     "ddpm 20, torchscript": replace(BASELINE, backend="torchscript"),
     "ddpm 20, onnx": replace(BASELINE, backend="onnx"),
+    "ddpm 20, hybrid": replace(BASELINE, backend="hybrid"),
     "ddim 5, eager": replace(BASELINE, sampler=SamplerConfig("ddim", 5)),
     "dpm-solver++ 5, eager": replace(BASELINE, sampler=SamplerConfig("dpm-solver++", 5)),
     "dpm-solver++ 5, onnx": replace(
         BASELINE, sampler=SamplerConfig("dpm-solver++", 5), backend="onnx"
     ),
-    "dpm-solver++ 3, onnx": replace(
-        BASELINE, sampler=SamplerConfig("dpm-solver++", 3), backend="onnx"
+    "dpm-solver++ 5, hybrid": replace(
+        BASELINE, sampler=SamplerConfig("dpm-solver++", 5), backend="hybrid"
     ),
-    "dpm-solver++ 5, onnx, warm 4/2": replace(
-        BASELINE, sampler=SamplerConfig("dpm-solver++", 5), backend="onnx", warm_start=WARM
+    "dpm-solver++ 3, hybrid": replace(
+        BASELINE, sampler=SamplerConfig("dpm-solver++", 3), backend="hybrid"
+    ),
+    "dpm-solver++ 5, hybrid, warm 4/2": replace(
+        BASELINE, sampler=SamplerConfig("dpm-solver++", 5), backend="hybrid", warm_start=WARM
     ),
 }
 FAST_GUIDED = replace(
     BASELINE,
     sampler=SamplerConfig("dpm-solver++", 5),
     guide=GuideConfig(n_guide_steps=1),
-    backend="onnx",
+    backend="hybrid",
 )
 GUIDED = {
     "baseline guided: ddpm 20, x64, 2 guide steps": BASELINE,
-    "guided dpm-solver++ 5, x64, 1 guide step, onnx": FAST_GUIDED,
-    "guided dpm-solver++ 5, x16, 1 guide step, onnx": replace(FAST_GUIDED, candidates=16),
-    "guided dpm-solver++ 5, x16, onnx, warm 4/2": replace(
+    "guided dpm-solver++ 5, x64, 1 guide step, hybrid": FAST_GUIDED,
+    "guided dpm-solver++ 5, x16, 1 guide step, hybrid": replace(FAST_GUIDED, candidates=16),
+    "guided dpm-solver++ 5, x16, hybrid, warm 4/2": replace(
         FAST_GUIDED, candidates=16, warm_start=WARM
     ),
-    "guided dpm-solver++ 5, x8, onnx, warm 4/2": replace(
+    "guided dpm-solver++ 5, x8, hybrid, warm 4/2": replace(
         FAST_GUIDED, candidates=8, warm_start=WARM
     ),
 }

@@ -7,6 +7,7 @@ import torch
 
 from diffplan.models import TemporalUnet, ValueNetwork
 from diffplan.models.channels_last import ChannelsLastUnet
+from diffplan.models.flat import FlatUnet, FlatValueNetwork, linear_operator
 
 MULTS = [(1, 2, 4), (1, 2, 4, 8)]
 
@@ -77,18 +78,22 @@ def test_windows_are_processed_independently() -> None:
     torch.testing.assert_close(model(x, t)[:2], model(x[:2], t[:2]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("copy_class", [ChannelsLastUnet, FlatUnet])
 @pytest.mark.parametrize(
     ("horizon", "dim_mults", "batch"), [(8, (1, 2, 4), 1), (8, (1, 2, 4, 8), 6), (32, (1, 2, 4), 3)]
 )
-def test_channels_last_copy_computes_the_same_function(
-    horizon: int, dim_mults: tuple[int, ...], batch: int
+def test_matrix_product_copies_compute_the_same_function(
+    copy_class: type[ChannelsLastUnet | FlatUnet],
+    horizon: int,
+    dim_mults: tuple[int, ...],
+    batch: int,
 ) -> None:
     torch.manual_seed(0)
     unet = TemporalUnet(horizon, 23, dim=16, dim_mults=dim_mults).eval()
     with torch.no_grad():  # move every weight off its initialisation (GroupNorm's are 1 and 0)
         for parameter in unet.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
-    copy = ChannelsLastUnet.from_unet(unet)
+    copy = copy_class.from_unet(unet)
     x, t = torch.randn(batch, horizon, 23), torch.randint(0, 20, (batch,))
     with torch.no_grad():
         torch.testing.assert_close(copy(x, t), unet(x, t), rtol=1e-4, atol=1e-5)
@@ -97,6 +102,53 @@ def test_channels_last_copy_computes_the_same_function(
         torch.testing.assert_close(copy(x, t), before)
 
 
-def test_channels_last_copy_refuses_attention() -> None:
+@pytest.mark.parametrize("copy_class", [ChannelsLastUnet, FlatUnet])
+def test_matrix_product_copies_refuse_attention(
+    copy_class: type[ChannelsLastUnet | FlatUnet],
+) -> None:
     with pytest.raises(ValueError, match="no attention"):
-        ChannelsLastUnet.from_unet(TemporalUnet(8, 5, dim=8, dim_mults=(1, 2), attention=True))
+        copy_class.from_unet(TemporalUnet(8, 5, dim=8, dim_mults=(1, 2), attention=True))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        torch.nn.Conv1d(6, 4, 5, padding=2),
+        torch.nn.Conv1d(6, 4, 3, stride=2, padding=1),
+        torch.nn.ConvTranspose1d(6, 4, 4, stride=2, padding=1),
+    ],
+)
+def test_flat_operator_of_a_convolution_on_split_inputs(layer: torch.nn.Module) -> None:
+    """A layer reading ``[x, skip]`` (2 + 4 channels) equals one product of the flattened,
+    time-major halves with its operator."""
+    torch.manual_seed(1)
+    x = torch.randn(3, 6, 8)
+    weight, bias = linear_operator(layer, [2, 4], 8)
+    halves = [x[:, :2].transpose(1, 2).flatten(1), x[:, 2:].transpose(1, 2).flatten(1)]
+    flat = torch.cat(halves, dim=1) @ weight + bias
+    with torch.no_grad():
+        expected = layer(x).transpose(1, 2).flatten(1)
+    torch.testing.assert_close(flat, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("horizon", "dim_mults"), [(8, (1, 2, 4)), (8, (1, 2, 4, 8)), (4, (1, 2))])
+def test_flat_value_network_has_the_same_values_and_gradients(
+    horizon: int, dim_mults: tuple[int, ...]
+) -> None:
+    torch.manual_seed(2)
+    value = ValueNetwork(horizon, 23, dim=16, dim_mults=dim_mults, hidden=32).eval()
+    with torch.no_grad():
+        for parameter in value.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    flat = FlatValueNetwork.from_value(value)
+    x, t = torch.randn(5, horizon, 23), torch.randint(0, 20, (5,))
+    gradients = []
+    for network in (value, flat):
+        inputs = x.clone().requires_grad_(True)
+        out = network(inputs, t)
+        (grad,) = torch.autograd.grad(out.sum(), inputs)
+        gradients.append((out.detach(), grad))
+    (expected, expected_grad), (values, grad) = gradients
+    torch.testing.assert_close(values, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-5)
+    assert not any(p.requires_grad for p in flat.parameters())  # guidance moves x only

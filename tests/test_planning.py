@@ -11,16 +11,18 @@ from diffplan.data import Normalizer
 from diffplan.diffusion.backends import build_denoiser
 from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
-from diffplan.models import TemporalUnet
+from diffplan.models import TemporalUnet, ValueNetwork
+from diffplan.models.flat import FlatValueNetwork
+from diffplan.planning.config import PlanningConfig
 from diffplan.planning.guides import GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner, WarmStart
 
 OBS, ACT, H = 3, 2, 8
 
 
-def tiny_generator(seed: int = 0) -> TrajectoryGenerator:
+def tiny_generator(seed: int = 0, horizon: int = H) -> TrajectoryGenerator:
     torch.manual_seed(seed)
-    model = TemporalUnet(H, OBS + ACT, dim=8, dim_mults=(1, 2)).eval()
+    model = TemporalUnet(horizon, OBS + ACT, dim=8, dim_mults=(1, 2)).eval()
     rng = np.random.default_rng(seed)
     normalizer = Normalizer("gaussian", rng.normal(size=OBS + ACT), rng.uniform(0.5, 2, OBS + ACT))
     return TrajectoryGenerator(model, DDPMScheduler(5), normalizer, obs_dim=OBS)
@@ -94,18 +96,39 @@ def test_warm_started_replans_start_from_the_last_plan_shifted_by_k(k):
     assert not torch.allclose(second[:, 1:], first[:, 1:], atol=0.5)
 
 
-@pytest.mark.parametrize("backend", ["torchscript", "onnx"])
-def test_fast_backends_plan_like_eager(backend):
+@pytest.mark.parametrize("backend", ["torchscript", "onnx", "hybrid"])
+@pytest.mark.parametrize("horizon", [8, 16])  # the flat graph; the convolutional and channels-last
+def test_fast_backends_plan_like_eager(backend, horizon):
     pytest.importorskip("onnxruntime")
-    generator = tiny_generator()
+    generator = tiny_generator(horizon=horizon)
     sampler = SamplerConfig("ddim", 3)
-    for batch in (2, 5):  # the onnx backend's two graphs (batch <= 4 and larger)
+    for batch in (2, 5):  # the onnx backend's two graphs at H = 16 (batch <= 4 and larger)
         observations = np.random.default_rng(batch).normal(size=(batch, OBS)).astype(np.float32)
         generator.set_backend("eager")
         eager = DiffusionPlanner(generator, sampler=sampler, seed=4).plan(observations)
         generator.set_backend(backend)
         fast = DiffusionPlanner(generator, sampler=sampler, seed=4).plan(observations)
         torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnx", "hybrid"])
+def test_guided_planning_on_fast_backends_equals_eager(backend):
+    """Candidates scored on the backend, the guide differentiating the flat value copy."""
+    pytest.importorskip("onnxruntime")
+    generator = tiny_generator()
+    torch.manual_seed(1)
+    value = ValueNetwork(H, OBS + ACT, dim=8, dim_mults=(1, 2), hidden=16).eval()
+    config = PlanningConfig(sampler=SamplerConfig("ddim", 3), candidates=6)
+    config.guide = GuideConfig(scale=10.0, t_stopgrad=0)
+    observations = np.random.default_rng(3).normal(size=(2, OBS)).astype(np.float32)
+    plans = {}
+    for name in ("eager", backend):
+        generator.set_backend(name)
+        config.backend = name
+        planner = config.make_planner(generator, 1, value_net=value, seed=5)
+        plans[name] = planner.plan(observations)
+    assert isinstance(planner.guide.value_net, FlatValueNetwork)
+    torch.testing.assert_close(plans[backend], plans["eager"], rtol=1e-4, atol=1e-4)
 
 
 def test_effective_window_and_candidate_options_are_checked():
@@ -169,7 +192,7 @@ def test_guide_scaling_and_stopgrad():
         GuideConfig(gradient_scaling="log")
 
 
-@pytest.mark.parametrize("backend", ["auto", "torchscript", "onnx"])
+@pytest.mark.parametrize("backend", ["auto", "torchscript", "onnx", "hybrid"])
 def test_backends_of_a_unet_with_attention_compute_the_same_function(backend):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)

@@ -3,15 +3,28 @@
 On a CPU a small temporal U-Net spends most of a forward pass on per-operator
 overhead, not arithmetic. A backend runs the same weights through a leaner graph:
 
-- ``"auto"``: ``"onnx"`` on a CPU where onnxruntime is installed, else ``"eager"``.
+- ``"auto"``: ``"hybrid"`` on a CPU (``"torchscript"`` without onnxruntime), ``"eager"``
+  on a GPU.
 - ``"eager"``: plain PyTorch (any device; the fallback).
-- ``"torchscript"``: the channels-last matrix-product copy of the U-Net
-  (:class:`~diffplan.models.channels_last.ChannelsLastUnet`; the U-Net itself where it
-  has attention), traced and frozen.
-- ``"onnx"`` (CPU): ONNX Runtime runs the convolutional graph for batches of up to
-  ``SMALL_BATCH`` windows and the channels-last graph for larger ones (the crossover
-  measured by ``benchmarks/plan_speed.py``; the convolutional one only with attention).
-  Needs the ``onnxruntime`` and ``onnx`` packages.
+- ``"torchscript"``: a matrix-product copy of the U-Net (below; the U-Net itself where
+  it has attention), traced and frozen.
+- ``"onnx"`` (CPU): ONNX Runtime, the convolutional graph for batches of up to
+  ``SMALL_BATCH`` windows and the matrix-product copy for larger ones. Needs the
+  ``onnxruntime`` and ``onnx`` packages.
+- ``"hybrid"`` (CPU): the fastest of those per batch size, ONNX Runtime's convolutional
+  graph up to ``SMALL_BATCH`` windows and the TorchScript copy above.
+
+``benchmarks/backend_graphs.py`` times every graph per horizon and batch: at H = 8 to
+32, ONNX Runtime's convolutional graph is the fastest for one window and TorchScript's
+matrix-product copy from ten windows up. The copies compute the same function as the
+U-Net: the flat one (:class:`~diffplan.models.flat.FlatUnet`, every layer one dense
+product of the whole window) up to ``FLAT_MAX_HORIZON`` steps, the channels-last one
+(:class:`~diffplan.models.channels_last.ChannelsLastUnet`, a product over gathered taps)
+above, where the flat operators' ``H^2`` size outgrows the convolutions.
+
+Value guidance needs the value network's gradient, so it runs in eager PyTorch; with a
+fast backend on a CPU it differentiates the flat copy of the value network
+(:func:`gradient_network`), whose backward pass is a few dense products.
 
 A backend is a snapshot: it holds the weights as they were when it was built, so
 rebuild it after the weights change (e.g. during fine-tuning).
@@ -28,11 +41,16 @@ from torch import nn
 
 from diffplan.diffusion.guidance import ClassifierFreeGuidance
 from diffplan.models.channels_last import ChannelsLastUnet, has_attention
+from diffplan.models.flat import FlatUnet, FlatValueNetwork
 from diffplan.models.unet import TemporalUnet
+from diffplan.models.value import ValueNetwork
 
-Backend = Literal["auto", "eager", "torchscript", "onnx"]
+Backend = Literal["auto", "eager", "torchscript", "onnx", "hybrid"]
 SMALL_BATCH = 4
-"""Largest batch the onnx backend runs through the convolutional graph."""
+"""Largest batch the onnx and hybrid backends run through ONNX Runtime's convolutional graph."""
+FLAT_MAX_HORIZON = 8
+"""Longest horizon whose U-Net runs as the flat copy (the fastest copy at H = 8 from ten
+windows up, slower than the channels-last one at H = 16 and 32)."""
 
 
 def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
@@ -64,13 +82,18 @@ def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) 
     )
 
 
-def _channels_last(model: nn.Module) -> nn.Module | None:
-    """The channels-last copy of a U-Net without attention (also inside classifier-free
-    guidance); ``None`` for other networks."""
+def matrix_copy(model: nn.Module) -> nn.Module | None:
+    """The matrix-product copy of a U-Net without attention (also inside classifier-free
+    guidance): flat up to ``FLAT_MAX_HORIZON`` steps, channels-last above; the flat copy of
+    a value network up to ``FLAT_MAX_HORIZON`` steps; ``None`` for other networks."""
+    if isinstance(model, ValueNetwork):
+        return FlatValueNetwork.from_value(model) if model.horizon <= FLAT_MAX_HORIZON else None
     if isinstance(model, ClassifierFreeGuidance):
-        inner = _channels_last(model.network)
+        inner = matrix_copy(model.network)
         return None if inner is None else model.with_network(inner)
     if isinstance(model, TemporalUnet) and not has_attention(model):
+        if model.horizon <= FLAT_MAX_HORIZON:
+            return FlatUnet.from_unet(model)
         return ChannelsLastUnet.from_unet(model)
     return None
 
@@ -80,14 +103,30 @@ class OnnxNetwork(nn.Module):
 
     def __init__(self, model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> None:
         super().__init__()
-        self.small = _onnx_session(model, example)
-        fast = _channels_last(model)
-        self.large = self.small if fast is None else _onnx_session(fast, example)
+        self.session = _onnx_session(model, example)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        session = self.small if len(x) <= SMALL_BATCH else self.large
         inputs = {"x": x.detach().contiguous().numpy(), "t": t.detach().numpy()}
-        return torch.from_numpy(session.run(None, inputs)[0])
+        return torch.from_numpy(self.session.run(None, inputs)[0])
+
+
+class SplitByBatch(nn.Module):
+    """Runs batches of up to ``SMALL_BATCH`` windows through ``small``, larger ones through
+    ``large`` (two graphs of the same function)."""
+
+    def __init__(self, small: nn.Module, large: nn.Module) -> None:
+        super().__init__()
+        self.small, self.large = small, large
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (self.small if len(x) <= SMALL_BATCH else self.large)(x, t)
+
+
+def _traced(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    """``model`` traced and frozen by TorchScript."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape checks
+        return torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
 
 
 def _has_onnxruntime() -> bool:
@@ -103,7 +142,9 @@ def resolve_backend(backend: Backend, device: torch.device) -> Backend:
     if backend not in get_args(Backend):
         raise ValueError(f"unknown backend {backend!r}; choose one of {get_args(Backend)}")
     if backend == "auto":
-        return "onnx" if device.type == "cpu" and _has_onnxruntime() else "eager"
+        if device.type != "cpu":
+            return "eager"
+        return "hybrid" if _has_onnxruntime() else "torchscript"
     return backend
 
 
@@ -113,24 +154,35 @@ def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> 
     ``model`` takes windows ``x (B, H, D)`` and steps ``t (B,)`` and has ``horizon`` and
     ``transition_dim`` attributes: a :class:`TemporalUnet` (possibly inside
     :class:`ClassifierFreeGuidance`) or a value network. Only attention-free U-Nets get
-    the channels-last graph.
+    a matrix-product copy (:func:`matrix_copy`).
     """
     model.eval()
     backend = resolve_backend(backend, device)
     if backend == "eager":
         return model
-    if backend == "onnx" and device.type != "cpu":
+    if backend in ("onnx", "hybrid") and device.type != "cpu":
         raise ValueError(
-            f"the onnx backend runs on the CPU, not {device}; use eager or torchscript"
+            f"the {backend} backend runs on the CPU, not {device}; use eager or torchscript"
         )
     horizon, dim = model.horizon, model.transition_dim
     example = (
         torch.zeros(2, horizon, dim, device=device),
         torch.zeros(2, dtype=torch.long, device=device),
     )
-    if backend == "onnx":
-        return OnnxNetwork(model, example)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape checks
-        traced = torch.jit.trace(_channels_last(model) or model, example, check_trace=False)
-        return torch.jit.freeze(traced)
+    copy = matrix_copy(model) or model
+    if backend == "torchscript":
+        return _traced(copy, example)
+    small = OnnxNetwork(model, example)
+    if backend == "hybrid":
+        return SplitByBatch(small, _traced(copy, example))
+    return small if copy is model else SplitByBatch(small, OnnxNetwork(copy, example))
+
+
+def gradient_network(value_net: nn.Module, backend: Backend, device: torch.device) -> nn.Module:
+    """The network value guidance differentiates, ``(x (B, H, D), t (B,)) -> (B,)``: the
+    flat copy of a :class:`ValueNetwork` of up to ``FLAT_MAX_HORIZON`` steps when
+    ``backend`` runs on the CPU and is not eager; otherwise ``value_net`` itself."""
+    if resolve_backend(backend, device) == "eager" or device.type != "cpu":
+        return value_net
+    copy = matrix_copy(value_net)
+    return copy if isinstance(copy, FlatValueNetwork) else value_net

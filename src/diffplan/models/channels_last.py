@@ -15,7 +15,7 @@ writes every convolution as one matrix product over gathered taps:
 
 It shares no storage with the source network: rebuild it after the weights change.
 It computes the same function (tested to float tolerance) and is what the
-``"onnx"`` and ``"torchscript"`` planning backends export.
+planning backends export above ``FLAT_MAX_HORIZON`` steps (``diffusion/backends.py``).
 """
 
 from __future__ import annotations

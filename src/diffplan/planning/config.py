@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from diffplan.diffusion.backends import Backend
+from diffplan.diffusion.backends import Backend, gradient_network
 from diffplan.diffusion.guidance import ReturnGuidanceConfig
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
@@ -79,7 +79,13 @@ class PlanningConfig:
             consistency_keep=self.consistency.keep,
             inverse_dynamics=inverse_dynamics,
             track_states=self.track_states,
-            guide=ValueGuide(value_net, self.guide) if value_net is not None else None,
+            guide=(
+                ValueGuide(
+                    gradient_network(value_net, generator.backend, generator.device), self.guide
+                )
+                if value_net is not None
+                else None
+            ),
             sampler=self.sampler,
             warm_start=self.warm_start,
             action_low=action_low,
