@@ -25,7 +25,7 @@ float tolerance).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,6 @@ from diffplan.models.unet import (
     condition_embedding,
 )
 from diffplan.models.value import ValueNetwork
-
-Layer = Callable[[torch.Tensor], torch.Tensor]  # (N, C_in, L) -> (N, C_out, L_out)
 
 
 def linear_operator(
