@@ -40,9 +40,9 @@ import torch
 from torch import nn
 
 from diffplan.diffusion.guidance import ClassifierFreeGuidance
-from diffplan.models.channels_last import ChannelsLastUnet, has_attention
+from diffplan.models.channels_last import ChannelsLastUnet
 from diffplan.models.flat import FlatUnet, FlatValueNetwork
-from diffplan.models.unet import TemporalUnet
+from diffplan.models.unet import TemporalUnet, has_attention
 from diffplan.models.value import ValueNetwork
 
 Backend = Literal["auto", "eager", "torchscript", "onnx", "hybrid"]

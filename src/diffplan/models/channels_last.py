@@ -31,9 +31,8 @@ from diffplan.models.unet import (
     DownLevel,
     ResidualBlock,
     TemporalUnet,
+    UnetCopy,
     UpLevel,
-    check_windows,
-    condition_embedding,
 )
 
 
@@ -138,45 +137,18 @@ class _Up(nn.Module):
         return self.up(self.res2(self.res1(torch.cat([x, skip], dim=-1), emb), emb))
 
 
-def has_attention(unet: TemporalUnet) -> bool:
-    """Whether ``unet`` has self-attention (which the channels-last copy does not support)."""
-    return any(not isinstance(level.attn, nn.Identity) for level in unet.downs)
-
-
-class ChannelsLastUnet(nn.Module):
-    """The same denoiser ``(x (B, H, D), t (B,)[, returns, keep]) -> (B, H, D)`` as a
-    :class:`TemporalUnet`.
-
-    Built with :meth:`from_unet` from a network without attention (the default).
-    """
+class ChannelsLastUnet(UnetCopy):
+    """A :class:`TemporalUnet` without attention, channels-last (module docstring)."""
 
     def __init__(self, unet: TemporalUnet) -> None:
-        super().__init__()
-        if has_attention(unet):
-            raise ValueError("the channels-last U-Net has no attention; use the eager backend")
-        self.horizon, self.transition_dim = unet.horizon, unet.transition_dim
-        self.step_embed = copy.deepcopy(unet.step_embed)
-        self.return_embed = copy.deepcopy(unet.return_embed)
+        super().__init__(unet)
         self.downs = nn.ModuleList(_Down(level) for level in unet.downs)
         self.mid1, self.mid2 = _Residual(unet.mid1), _Residual(unet.mid2)
         self.ups = nn.ModuleList(_Up(level) for level in unet.ups)
         block, conv = unet.final
         self.final = nn.Sequential(_block(block), GatherConv(conv))
 
-    @classmethod
-    def from_unet(cls, unet: TemporalUnet) -> ChannelsLastUnet:
-        """A copy of ``unet``'s current weights, in eval mode."""
-        return cls(unet).eval()
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        returns: torch.Tensor | None = None,
-        keep: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_windows(x, self.horizon, self.transition_dim)
-        emb = condition_embedding(self.step_embed, self.return_embed, t, returns, keep)
+    def denoise(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h, skips = x, []
         for level in self.downs:
             h, skip = level(h, emb)

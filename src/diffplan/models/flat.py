@@ -31,15 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffplan.models.channels_last import has_attention
 from diffplan.models.unet import (
     ConvBlock,
     DownLevel,
     ResidualBlock,
     TemporalUnet,
+    UnetCopy,
     UpLevel,
     check_windows,
-    condition_embedding,
 )
 from diffplan.models.value import ValueNetwork
 
@@ -181,17 +180,11 @@ def _flat_down_path(
     return nn.ModuleList(downs), channels, length
 
 
-class FlatUnet(nn.Module):
-    """The same denoiser ``(x (B, H, D), t (B,)[, returns, keep]) -> (B, H, D)`` as a
-    :class:`TemporalUnet` without attention; build it with :meth:`from_unet`."""
+class FlatUnet(UnetCopy):
+    """A :class:`TemporalUnet` without attention on flattened windows (module docstring)."""
 
     def __init__(self, unet: TemporalUnet) -> None:
-        super().__init__()
-        if has_attention(unet):
-            raise ValueError("the flat U-Net has no attention; use the eager backend")
-        self.horizon, self.transition_dim = unet.horizon, unet.transition_dim
-        self.step_embed = copy.deepcopy(unet.step_embed)
-        self.return_embed = copy.deepcopy(unet.return_embed)
+        super().__init__(unet)
         self.downs, channels, length = _flat_down_path(
             unet.downs, unet.transition_dim, unet.horizon
         )
@@ -208,20 +201,7 @@ class FlatUnet(nn.Module):
             _block(block, [width], length), FlatLinear(conv, [width], length)
         )
 
-    @classmethod
-    def from_unet(cls, unet: TemporalUnet) -> FlatUnet:
-        """A copy of ``unet``'s current weights, in eval mode."""
-        return cls(unet).eval()
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        returns: torch.Tensor | None = None,
-        keep: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_windows(x, self.horizon, self.transition_dim)
-        emb = condition_embedding(self.step_embed, self.return_embed, t, returns, keep)
+    def denoise(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         mished = F.mish(emb)
         h, skips = x.flatten(1), []
         for level in self.downs:

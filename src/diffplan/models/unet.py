@@ -15,6 +15,7 @@ unconditional model of classifier-free guidance (:mod:`diffplan.diffusion.guidan
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -201,7 +202,33 @@ def check_windows(x: torch.Tensor, horizon: int, transition_dim: int) -> None:
         raise ValueError(f"expected windows (B, {horizon}, {transition_dim}), got {tuple(x.shape)}")
 
 
-class TemporalUnet(nn.Module):
+class WindowDenoiser(nn.Module):
+    """Base of the denoisers ``(x (B, H, D), t (B,)[, returns (B,), keep (B,)]) -> (B, H, D)``:
+    checks the windows, embeds the condition (:func:`condition_embedding` of
+    ``step_embed`` and ``return_embed``) and calls :meth:`denoise`."""
+
+    horizon: int
+    transition_dim: int
+    step_embed: nn.Module
+    return_embed: nn.Module | None
+
+    def denoise(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """``x (B, H, D)`` and the condition embedding ``emb (B, E)`` -> ``(B, H, D)``."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        returns: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        check_windows(x, self.horizon, self.transition_dim)
+        emb = condition_embedding(self.step_embed, self.return_embed, t, returns, keep)
+        return self.denoise(x, emb)
+
+
+class TemporalUnet(WindowDenoiser):
     """Denoiser ``(x (B, H, D), t (B,)[, returns (B,), keep (B,)]) -> (B, H, D)``
     (predicted noise or clean window).
 
@@ -244,15 +271,7 @@ class TemporalUnet(nn.Module):
             ConvBlock(widths[0], widths[0]), nn.Conv1d(widths[0], transition_dim, 1)
         )
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        returns: torch.Tensor | None = None,
-        keep: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_windows(x, self.horizon, self.transition_dim)
-        emb = condition_embedding(self.step_embed, self.return_embed, t, returns, keep)
+    def denoise(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = x.transpose(1, 2)
         skips = []
         for level in self.downs:
@@ -262,3 +281,29 @@ class TemporalUnet(nn.Module):
         for level in self.ups:
             h = level(h, skips.pop(), emb)
         return self.final(h).transpose(1, 2)
+
+
+def has_attention(unet: TemporalUnet) -> bool:
+    """Whether ``unet`` has self-attention (which its matrix-product copies do not support)."""
+    return any(not isinstance(level.attn, nn.Identity) for level in unet.downs)
+
+
+class UnetCopy(WindowDenoiser):
+    """Base of the inference-only copies of an attention-free :class:`TemporalUnet`: the
+    same denoiser through another graph. It copies the embeddings; a subclass copies the
+    rest and runs it in :meth:`denoise`. Build one with :meth:`from_unet`."""
+
+    def __init__(self, unet: TemporalUnet) -> None:
+        super().__init__()
+        if has_attention(unet):
+            raise ValueError(
+                f"the {type(self).__name__} copy has no attention; use the eager backend"
+            )
+        self.horizon, self.transition_dim = unet.horizon, unet.transition_dim
+        self.step_embed = copy.deepcopy(unet.step_embed)
+        self.return_embed = copy.deepcopy(unet.return_embed)
+
+    @classmethod
+    def from_unet(cls, unet: TemporalUnet) -> UnetCopy:
+        """A copy of ``unet``'s current weights, in eval mode."""
+        return cls(unet).eval()
