@@ -153,8 +153,9 @@ def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> 
 
     ``model`` takes windows ``x (B, H, D)`` and steps ``t (B,)`` and has ``horizon`` and
     ``transition_dim`` attributes: a :class:`TemporalUnet` (possibly inside
-    :class:`ClassifierFreeGuidance`) or a value network. Only attention-free U-Nets get
-    a matrix-product copy (:func:`matrix_copy`).
+    :class:`ClassifierFreeGuidance`) or a value network. Attention-free U-Nets, and value
+    networks of up to ``FLAT_MAX_HORIZON`` steps, get a matrix-product copy
+    (:func:`matrix_copy`); other networks run as they are.
     """
     model.eval()
     backend = resolve_backend(backend, device)
