@@ -39,6 +39,7 @@ from diffplan.finetune import (
     gae,
     posterior_mean,
 )
+from diffplan.finetune.command import Finetuner
 from diffplan.models import TemporalUnet
 from diffplan.planning import DiffusionPlanner, PlanningConfig
 from diffplan.training import (
@@ -183,6 +184,41 @@ def test_log_probs_match_a_direct_gaussian_computation() -> None:
     # Log-probabilities are differentiable in the network's weights.
     chain.log_probs(model, trajectory, fixed).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_mean_log_probs_over_scored_entries() -> None:
+    """DPPO's per-entry mean over a subset (the executed actions) is the direct Gaussian
+    density of those entries, divided by their number; the draws do not change."""
+    model, scheduler = tiny_network(), DDPMScheduler(6)
+    fixed, values = state_mask(4, 3, 2), state_values(torch.randn(5, 3), 4, 2)
+    executed = torch.zeros(4, 5, dtype=torch.bool)
+    executed[:2, 3:] = True  # k = 2 actions of 2 dims
+    joint = DenoisingChain(scheduler, scheduler.timesteps(), finetune_steps=3, min_std=0.2)
+    per_entry = DenoisingChain(
+        scheduler,
+        scheduler.timesteps(),
+        finetune_steps=3,
+        min_std=0.2,
+        scored=executed,
+        reduction="mean",
+    )
+    sample = per_entry.sample(model, values, fixed, torch.Generator().manual_seed(3))
+    reference = joint.sample(model, values, fixed, torch.Generator().manual_seed(3))
+    assert torch.equal(sample.trajectory, reference.trajectory)
+
+    expected = []
+    with torch.no_grad():
+        for j in range(3):
+            index = joint.first_finetuned + j
+            mean = joint.mean(model, sample.trajectory[:, j], index)
+            density = torch.distributions.Normal(mean, joint.stds[index]).log_prob(
+                sample.trajectory[:, j + 1]
+            )
+            expected.append(density[:, executed].mean(dim=-1))
+        recomputed = per_entry.log_probs(model, sample.trajectory, fixed)
+    torch.testing.assert_close(sample.log_probs, torch.stack(expected, dim=1))
+    torch.testing.assert_close(recomputed, sample.log_probs)
+    assert not torch.allclose(sample.log_probs, reference.log_probs / (~fixed).sum())
 
 
 @pytest.mark.parametrize("steps", [None, 3])
@@ -364,6 +400,20 @@ def tiny_config(diffusion: Path, data: Path, out: Path, **changes: object) -> Fi
     return replace(config, **changes)
 
 
+def test_executed_scoring_counts_the_k_actions_only(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, diffusion = pretrained
+    chain = ChainConfig(finetune_steps=3, scored="executed", log_prob="sum")
+    config = tiny_config(diffusion, data, tmp_path / "o", chain=chain)
+    tuner = Finetuner(config, torch.device("cpu"))
+    gen = tuner.generator
+    expected = torch.zeros(gen.horizon, gen.obs_dim + gen.act_dim, dtype=torch.bool)
+    expected[:2, gen.obs_dim :] = True  # k = 2
+    assert torch.equal(tuner.chain.scored_entries(tuner.fixed), expected)
+    assert tuner.chain.reduction == "sum"
+
+
 def test_resumed_finetune_matches_an_uninterrupted_one(
     pretrained: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -444,6 +494,8 @@ def test_cli_lists_the_options_and_reports_errors(
         "--effective-window",
         "--chain.finetune-steps",
         "--chain.min-std",
+        "--chain.scored",
+        "--chain.log-prob",
         "--ppo.clip",
         "--ppo.epochs",
         "--ppo.minibatch-size",

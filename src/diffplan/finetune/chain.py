@@ -7,6 +7,11 @@ stochastic (the last step, to the clean window, has no posterior noise) and sets
 exploration. As in :func:`~diffplan.diffusion.sampling.sample_windows`, the current state
 (row 0's observation) is imposed before the first step and after every step; those fixed
 entries are no part of the policy's action and do not count in its log-probabilities.
+
+A step's log-probability is taken over its *scored* entries (all free ones by default, or
+a subset such as the actions the environment runs) and either summed (the joint density)
+or averaged, as DPPO does: the mean makes the probability ratio the geometric mean of the
+per-entry ratios, so a PPO clip range means the same for a plan of 16 or of 500 entries.
 With ``min_std = 0`` the chain is :meth:`DDPMScheduler.step`'s ``"ddpm"`` sampler, draw for
 draw.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -35,14 +41,22 @@ def posterior_mean(
     return coef_x0 * x0 + coef_xt * sample
 
 
+Reduction = Literal["mean", "sum"]
+
+
 def gaussian_log_prob(
-    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, free: torch.Tensor
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    scored: torch.Tensor,
+    reduction: Reduction = "sum",
 ) -> torch.Tensor:
-    """``log N(x; mean, std^2 I)`` ``(B,)`` of ``x, mean (B, H, D)`` with a scalar ``std``,
-    summed over the entries where ``free (H, D)`` is True."""
+    """``log N(x; mean, std^2)`` ``(B,)`` of ``x, mean (B, H, D)`` with a scalar ``std``,
+    summed (or averaged) over the entries where ``scored (H, D)`` is True."""
     z = (x - mean) / std
     per_entry = -0.5 * z**2 - std.log() - 0.5 * math.log(2 * math.pi)
-    return (per_entry * free).sum(dim=(-2, -1))
+    total = (per_entry * scored).sum(dim=(-2, -1))
+    return total / scored.sum() if reduction == "mean" else total
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,10 @@ class DenoisingChain:
             :meth:`DDPMScheduler.timesteps`).
         finetune_steps: ``K``, how many final steps have log-probabilities (``1 .. n``).
         min_std: floor on every step's std (module docstring); ``> 0`` for log-probabilities.
+        scored: ``(H, D)`` the entries whose density counts, among the free ones (None: all
+            free entries).
+        reduction: ``"sum"`` (a step's joint log-density) or ``"mean"`` over its scored
+            entries (DPPO).
     """
 
     def __init__(
@@ -75,6 +93,8 @@ class DenoisingChain:
         *,
         finetune_steps: int,
         min_std: float,
+        scored: torch.Tensor | None = None,
+        reduction: Reduction = "sum",
     ) -> None:
         self.chain: list[int] = timesteps.tolist()
         if not 1 <= finetune_steps <= len(self.chain):
@@ -85,12 +105,18 @@ class DenoisingChain:
         if min_std < 0:
             raise ValueError(f"min_std must be >= 0, got {min_std}")
         self.scheduler, self.finetune_steps, self.min_std = scheduler, finetune_steps, min_std
+        self.scored, self.reduction = scored, reduction
         self.prev: list[int] = [*self.chain[1:], -1]
         self.stds = [
             scheduler.posterior_variance(t, prev_t).sqrt().clamp(min=min_std)
             for t, prev_t in zip(self.chain, self.prev, strict=True)
         ]
         self.first_finetuned = len(self.chain) - finetune_steps
+
+    def scored_entries(self, fixed: torch.Tensor) -> torch.Tensor:
+        """``(H, D)`` the entries that count in the log-probabilities, given ``fixed``."""
+        free = ~fixed
+        return free if self.scored is None else free & self.scored.to(free.device)
 
     def mean(self, model: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
         """Mean ``(B, H, D)`` of step ``index`` of the chain from ``x (B, H, D)``."""
@@ -110,7 +136,7 @@ class DenoisingChain:
         """Run the chain from ``N(0, I)`` with ``values (B, H, D)`` imposed where ``fixed
         (H, D)``; the noise (one draw per step, the last one included) comes from
         ``generator``, on ``values``' device."""
-        free = ~fixed
+        scored = self.scored_entries(fixed)
         x = torch.randn(values.shape, generator=generator, device=values.device, dtype=values.dtype)
         x = impose(x, fixed, values)
         trajectory, log_probs = [], []
@@ -122,7 +148,7 @@ class DenoisingChain:
                 if not trajectory:
                     trajectory.append(x)
                 trajectory.append(new)
-                log_probs.append(gaussian_log_prob(new, mean, std, free))
+                log_probs.append(gaussian_log_prob(new, mean, std, scored, self.reduction))
             x = new
         return ChainSample(x, torch.stack(trajectory, dim=1), torch.stack(log_probs, dim=1))
 
@@ -131,10 +157,13 @@ class DenoisingChain:
     ) -> torch.Tensor:
         """Log-probabilities ``(B, K)`` of the fine-tuned steps of ``trajectory
         (B, K + 1, H, D)`` (from :meth:`sample`) under ``model``, differentiable."""
-        free = ~fixed
+        scored = self.scored_entries(fixed)
         log_probs = []
         for j in range(self.finetune_steps):
             index = self.first_finetuned + j
             mean = self.mean(model, trajectory[:, j], index)
-            log_probs.append(gaussian_log_prob(trajectory[:, j + 1], mean, self.stds[index], free))
+            std = self.stds[index]
+            log_probs.append(
+                gaussian_log_prob(trajectory[:, j + 1], mean, std, scored, self.reduction)
+            )
         return torch.stack(log_probs, dim=1)

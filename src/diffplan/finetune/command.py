@@ -96,13 +96,19 @@ class Finetuner:
                 f"--chain.steps must be in 1..{num_steps} (the model's T_d), got "
                 f"{config.chain.steps}"
             )
+        self.fixed = gen.fixed.to(device)
+        scored = None
+        if config.chain.scored == "executed":
+            scored = torch.zeros_like(self.fixed)
+            scored[: config.effective_window, gen.obs_dim :] = True
         self.chain = DenoisingChain(
             gen.scheduler,
             gen.scheduler.timesteps(config.chain.steps),
             finetune_steps=config.chain.finetune_steps,
             min_std=config.chain.min_std,
+            scored=scored,
+            reduction=config.chain.log_prob,
         )
-        self.fixed = gen.fixed.to(device)
         self.model = gen.model
         torch.manual_seed(config.seed)
         self.critic = Critic(gen.obs_dim, config.ppo.critic_hidden).to(device)

@@ -29,6 +29,14 @@ class ChainConfig:
     discount: float = 0.99
     """The advantage of the j-th fine-tuned step before the last is weighted discount**j
     (DPPO's denoising discount; 1: all steps alike)."""
+    scored: Literal["plan", "executed"] = "plan"
+    """Entries whose density makes a step's log-probability: plan: every planned entry (all
+    but the current state); executed: only the k actions the environment runs (as DPPO
+    scores only its executed action steps)."""
+    log_prob: Literal["mean", "sum"] = "mean"
+    """mean: a step's log-probability is the mean over its scored entries (DPPO; the PPO
+    clip then bounds the per-entry ratio, whatever the plan's size); sum: their joint
+    log-density (a plan of 167 entries at std 0.1 moves its ratio far past any clip)."""
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
