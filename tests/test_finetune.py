@@ -8,6 +8,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -381,6 +382,15 @@ def test_finetuning_raises_the_return(pretrained: tuple[Path, Path], tmp_path: P
     assert len(logged) == 20 and float(logged[-1]["mean_return"]) > float(logged[0]["mean_return"])
 
 
+TINY_PPO: dict[str, Any] = {
+    "num_envs": 2,
+    "rollout_steps": 8,
+    "epochs": 2,
+    "minibatch_size": 4,
+    "critic_hidden": (16,),
+}
+
+
 def tiny_config(diffusion: Path, data: Path, out: Path, **changes: object) -> FinetuneConfig:
     """Three small iterations with the regulariser and the out-of-distribution penalty on."""
     config = FinetuneConfig(
@@ -389,7 +399,7 @@ def tiny_config(diffusion: Path, data: Path, out: Path, **changes: object) -> Fi
         effective_window=2,
         iterations=3,
         chain=ChainConfig(finetune_steps=3),
-        ppo=PPOConfig(num_envs=2, rollout_steps=8, epochs=2, minibatch_size=4, critic_hidden=(16,)),
+        ppo=PPOConfig(**TINY_PPO),
         regularizer=RegularizerConfig(weight=0.5, dataset=str(data), batch_size=8),
         ood=OODPenaltyConfig(weight=0.1),
         save_every=2,
@@ -412,6 +422,23 @@ def test_executed_scoring_counts_the_k_actions_only(
     expected[:2, gen.obs_dim :] = True  # k = 2
     assert torch.equal(tuner.chain.scored_entries(tuner.fixed), expected)
     assert tuner.chain.reduction == "sum"
+
+
+def test_critic_warmup_leaves_the_denoiser_as_pretrained(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, diffusion = pretrained
+    out = tmp_path / "warmup"
+    config = tiny_config(
+        diffusion, data, out, iterations=2, ppo=PPOConfig(**{**TINY_PPO, "critic_warmup": 1})
+    )
+    rows = finetune(replace(config, save_every=1, regularizer=RegularizerConfig()))
+    assert rows[0]["approx_kl"] == 0 and rows[0]["clip_fraction"] == 0 and rows[0]["value_loss"] > 0
+    assert rows[1]["clip_fraction"] > 0  # the second iteration updates the denoiser
+    pretrained_ema = load_file(str(ckpt.resolve(diffusion) / "ema.safetensors"))
+    first, second = (load_file(str(c / "model.safetensors")) for c in ckpt.checkpoints(out))
+    assert all(torch.equal(first[key], pretrained_ema[key]) for key in first)
+    assert not all(torch.equal(second[key], pretrained_ema[key]) for key in second)
 
 
 def test_resumed_finetune_matches_an_uninterrupted_one(

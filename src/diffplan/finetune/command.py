@@ -290,6 +290,7 @@ def finetune(config: FinetuneConfig) -> list[dict[str, Any]]:
                 generator=torch.Generator().manual_seed(update_seed),
                 regularizer=regularizer,
                 regularizer_weight=config.regularizer.weight,
+                update_actor=tuner.iteration > ppo.critic_warmup,
             )
             tuner.env_steps += rollout.env_steps
             tuner.elapsed = elapsed_before + time.perf_counter() - start

@@ -87,8 +87,14 @@ class PPOConfig:
     raw); use it to bring returns near 1-100."""
     critic_hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the critic MLP on the normalised state."""
+    critic_warmup: int = 0
+    """The first this-many iterations train only the critic (the denoiser stays as it was),
+    so that the first policy updates use advantages from a critic that has seen the
+    planner's returns (DPPO's critic warm-up)."""
 
     def __post_init__(self) -> None:
+        if self.critic_warmup < 0:
+            raise ValueError(f"--ppo.critic-warmup must be >= 0, got {self.critic_warmup}")
         for name in ("num_envs", "rollout_steps", "epochs", "minibatch_size"):
             if getattr(self, name) < 1:
                 flag = "--ppo." + name.replace("_", "-")

@@ -100,11 +100,13 @@ def ppo_update(
     generator: torch.Generator,
     regularizer: Regularizer | None = None,
     regularizer_weight: float = 0.0,
+    update_actor: bool = True,
 ) -> UpdateStats:
     """``config.epochs`` passes over ``decisions`` in minibatches shuffled by the CPU
     ``generator``; ``advantages`` and ``returns`` ``(n,)`` come from :func:`gae` (returns in
     scaled reward units); ``fixed (H, D)`` is the inpainting mask; ``regularizer`` (times
-    ``regularizer_weight``) is added to every minibatch's policy loss."""
+    ``regularizer_weight``) is added to every minibatch's policy loss. Without
+    ``update_actor`` only the critic learns (the policy statistics are then 0)."""
     count = len(advantages)
     normalized = (advantages - advantages.mean()) / (advantages.std(correction=0) + 1e-8)
     powers = torch.arange(chain.finetune_steps - 1, -1, -1, device=advantages.device)
@@ -115,27 +117,24 @@ def ppo_update(
         order = torch.randperm(count, generator=generator).to(advantages.device)
         for start in range(0, count, config.minibatch_size):
             batch = order[start : start + config.minibatch_size]
-            log_probs = chain.log_probs(model, decisions.trajectories[batch], fixed)
-            log_ratio = log_probs - decisions.log_probs[batch]
-            ratio = log_ratio.exp()
-            advantage = normalized[batch, None] * step_weights
-            clipped = ratio.clamp(1 - config.clip, 1 + config.clip)
-            policy_loss = torch.max(-advantage * ratio, -advantage * clipped).mean()
-            with torch.no_grad():
-                approx_kl = ((ratio - 1) - log_ratio).mean().item()
-            # (the first minibatch is sampled by the very weights it is scored with: ratio 1)
-            if config.target_kl is not None and approx_kl > config.target_kl and minibatches:
-                return _stats(sums, minibatches, regularizer is not None)
-            loss = policy_loss
-            if regularizer is not None:
-                regularizer_loss = regularizer(model, generator)
-                loss = loss + regularizer_weight * regularizer_loss
-                sums["regularizer"] += regularizer_loss.item()
-            actor_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            actor_optimizer.step()
+            if update_actor:
+                stop = _update_actor(
+                    chain,
+                    model,
+                    actor_optimizer,
+                    decisions,
+                    batch,
+                    normalized[batch, None] * step_weights,
+                    fixed=fixed,
+                    config=config,
+                    sums=sums,
+                    first=not minibatches,
+                    regularizer=regularizer,
+                    regularizer_weight=regularizer_weight,
+                    generator=generator,
+                )
+                if stop:
+                    return _stats(sums, minibatches, regularizer is not None)
 
             value_loss = ((critic(decisions.observations[batch]) - returns[batch]) ** 2).mean()
             critic_optimizer.zero_grad(set_to_none=True)
@@ -143,11 +142,53 @@ def ppo_update(
             critic_optimizer.step()
 
             minibatches += 1
-            sums["policy"] += policy_loss.item()
             sums["value"] += value_loss.item()
-            sums["kl"] += approx_kl
-            sums["clip"] += ((ratio - 1).abs() > config.clip).float().mean().item()
     return _stats(sums, minibatches, regularizer is not None)
+
+
+def _update_actor(
+    chain: DenoisingChain,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    decisions: Decisions,
+    batch: torch.Tensor,
+    advantage: torch.Tensor,
+    *,
+    fixed: torch.Tensor,
+    config: PPOConfig,
+    sums: dict[str, float],
+    first: bool,
+    regularizer: Regularizer | None,
+    regularizer_weight: float,
+    generator: torch.Generator,
+) -> bool:
+    """One clipped-PPO step of the denoiser on the decisions ``batch`` with ``advantage
+    (b, K)``; adds to ``sums``. Returns True (and does not step) when the approximate KL
+    exceeds the target: the update stops there."""
+    log_probs = chain.log_probs(model, decisions.trajectories[batch], fixed)
+    log_ratio = log_probs - decisions.log_probs[batch]
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1 - config.clip, 1 + config.clip)
+    policy_loss = torch.max(-advantage * ratio, -advantage * clipped).mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean().item()
+    # (the first minibatch is sampled by the very weights it is scored with: ratio 1)
+    if config.target_kl is not None and approx_kl > config.target_kl and not first:
+        return True
+    loss = policy_loss
+    if regularizer is not None:
+        regularizer_loss = regularizer(model, generator)
+        loss = loss + regularizer_weight * regularizer_loss
+        sums["regularizer"] += regularizer_loss.item()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    sums["policy"] += policy_loss.item()
+    sums["kl"] += approx_kl
+    sums["clip"] += ((ratio - 1).abs() > config.clip).float().mean().item()
+    return False
 
 
 def _stats(sums: dict[str, float], minibatches: int, regularized: bool) -> UpdateStats:
