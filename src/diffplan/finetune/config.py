@@ -66,7 +66,12 @@ class PPOConfig:
     epochs: int = 10
     """Passes over an iteration's decisions."""
     minibatch_size: int = 256
-    """Decisions per minibatch (each contributes its K fine-tuned denoising steps)."""
+    """Decisions per minibatch of the denoiser's update (each contributes its K fine-tuned
+    denoising steps)."""
+    critic_minibatch_size: int | None = None
+    """Decisions per minibatch of the critic's regression, which makes its own --ppo.epochs
+    passes (None: --ppo.minibatch-size). The critic is cheap: smaller minibatches give it
+    more steps per iteration than a large actor minibatch would."""
     clip: float = 0.01
     """PPO clip ratio epsilon of the per-step probability ratios."""
     actor_lr: float = 1e-4
@@ -95,6 +100,10 @@ class PPOConfig:
     def __post_init__(self) -> None:
         if self.critic_warmup < 0:
             raise ValueError(f"--ppo.critic-warmup must be >= 0, got {self.critic_warmup}")
+        if self.critic_minibatch_size is not None and self.critic_minibatch_size < 1:
+            raise ValueError(
+                f"--ppo.critic-minibatch-size must be >= 1, got {self.critic_minibatch_size}"
+            )
         for name in ("num_envs", "rollout_steps", "epochs", "minibatch_size"):
             if getattr(self, name) < 1:
                 flag = "--ppo." + name.replace("_", "-")

@@ -5,12 +5,13 @@ ratio ``exp(log pi_new - log pi_old)`` (DPPO): it shares the decision's advantag
 normalised over the iteration and weighted ``denoising_discount ** j`` for the j-th step
 before the last. The loss of a minibatch of decisions is the clipped surrogate averaged
 over its decisions and steps (plus the optional denoising regulariser); the critic, an MLP
-on the normalised state, regresses the GAE returns with its own optimiser.
+on the normalised state, regresses the GAE returns with its own optimiser and
+minibatches (after the denoiser's update).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -113,37 +114,54 @@ def ppo_update(
     step_weights = denoising_discount**powers  # (K,): 1 for the last step
     sums = {"policy": 0.0, "value": 0.0, "kl": 0.0, "clip": 0.0, "regularizer": 0.0}
     minibatches = 0
-    for _ in range(config.epochs):
-        order = torch.randperm(count, generator=generator).to(advantages.device)
-        for start in range(0, count, config.minibatch_size):
-            batch = order[start : start + config.minibatch_size]
-            if update_actor:
-                stop = _update_actor(
-                    chain,
-                    model,
-                    actor_optimizer,
-                    decisions,
-                    batch,
-                    normalized[batch, None] * step_weights,
-                    fixed=fixed,
-                    config=config,
-                    sums=sums,
-                    first=not minibatches,
-                    regularizer=regularizer,
-                    regularizer_weight=regularizer_weight,
-                    generator=generator,
-                )
-                if stop:
-                    return _stats(sums, minibatches, regularizer is not None)
+    device = advantages.device
+    actor_epochs = config.epochs if update_actor else 0
+    for batch in _minibatches(count, config.minibatch_size, actor_epochs, generator, device):
+        stop = _update_actor(
+            chain,
+            model,
+            actor_optimizer,
+            decisions,
+            batch,
+            normalized[batch, None] * step_weights,
+            fixed=fixed,
+            config=config,
+            sums=sums,
+            first=not minibatches,
+            regularizer=regularizer,
+            regularizer_weight=regularizer_weight,
+            generator=generator,
+        )
+        if stop:
+            break
+        minibatches += 1
+    critic_steps = 0
+    critic_batch = config.critic_minibatch_size or config.minibatch_size
+    for batch in _minibatches(count, critic_batch, config.epochs, generator, device):
+        value_loss = ((critic(decisions.observations[batch]) - returns[batch]) ** 2).mean()
+        critic_optimizer.zero_grad(set_to_none=True)
+        value_loss.backward()
+        critic_optimizer.step()
+        critic_steps += 1
+        sums["value"] += value_loss.item()
+    actor_steps = max(minibatches, 1)
+    return UpdateStats(
+        policy_loss=sums["policy"] / actor_steps,
+        value_loss=sums["value"] / critic_steps,
+        approx_kl=sums["kl"] / actor_steps,
+        clip_fraction=sums["clip"] / actor_steps,
+        regularizer_loss=sums["regularizer"] / actor_steps if regularizer is not None else None,
+        minibatches=minibatches,
+    )
 
-            value_loss = ((critic(decisions.observations[batch]) - returns[batch]) ** 2).mean()
-            critic_optimizer.zero_grad(set_to_none=True)
-            value_loss.backward()
-            critic_optimizer.step()
 
-            minibatches += 1
-            sums["value"] += value_loss.item()
-    return _stats(sums, minibatches, regularizer is not None)
+def _minibatches(
+    count: int, size: int, epochs: int, generator: torch.Generator, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """``epochs`` passes over ``range(count)``, shuffled by the CPU ``generator``, in index
+    batches of ``size`` on ``device``."""
+    for _ in range(epochs):
+        yield from torch.randperm(count, generator=generator).to(device).split(size)
 
 
 def _update_actor(
@@ -189,14 +207,3 @@ def _update_actor(
     sums["kl"] += approx_kl
     sums["clip"] += ((ratio - 1).abs() > config.clip).float().mean().item()
     return False
-
-
-def _stats(sums: dict[str, float], minibatches: int, regularized: bool) -> UpdateStats:
-    return UpdateStats(
-        policy_loss=sums["policy"] / minibatches,
-        value_loss=sums["value"] / minibatches,
-        approx_kl=sums["kl"] / minibatches,
-        clip_fraction=sums["clip"] / minibatches,
-        regularizer_loss=sums["regularizer"] / minibatches if regularized else None,
-        minibatches=minibatches,
-    )
