@@ -7,7 +7,8 @@ For --windows start states drawn from the dataset (seeded; states whose observed
 velocities are clipped cannot be restored and are skipped), samples one plan each
 (the default planner's sampler), puts the MuJoCo simulator in the start state and
 runs the plan's actions open loop. Prints, for each step h of the plan, the RMS
-distance (normalised units) between the planned state s_h and the state the
+distance (in the data's standard deviation of each state dimension, so that models
+with different normalisers compare) between the planned state s_h and the state the
 simulator reached, and how many rollouts fell within the plan. This is what an
 effective window k relies on: the first k actions must keep the walker near the plan.
 
@@ -16,7 +17,8 @@ model derives from consecutive planned states; and the dataset's own windows rep
 (checks that the state is restored exactly: ~0 unless a velocity reaches the clip). Then the
 one-step error: from each planned state s_h-1, the planned action in the simulator
 against s_h, and with --dynamics the forward model's estimate of the same (its
-consistency error, which plan selection uses without the simulator).
+consistency error, which plan selection uses without the simulator; in the model's
+normalised units).
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ def main(options: Options) -> None:
     meta = ckpt.read_meta(ckpt.resolve(options.diffusion))
     env = gym.make(meta.dataset["env_id"])
     env.reset(seed=0)
-    windows = WindowDataset(
-        load_dataset(options.dataset), generator.horizon, normalizer=generator.normalizer
-    )
+    dataset = load_dataset(options.dataset)
+    windows = WindowDataset(dataset, generator.horizon, normalizer=generator.normalizer)
+    # Errors in the data's standard deviations, whatever normaliser the model was trained with.
+    state_std = np.concatenate([episode.observations for episode in dataset]).std(axis=0)
     draw = torch.Generator().manual_seed(0)
     batch = windows.get_batch(torch.randint(len(windows), (4 * options.windows,), generator=draw))
     data = generator.normalizer.unnormalize(batch.window).numpy()
@@ -94,7 +97,6 @@ def main(options: Options) -> None:
     # Observations clip velocities (Walker2d: to +-10); such a state cannot be restored.
     velocities = data[:, 0, obs_dim - env.unwrapped.model.nv : obs_dim]
     data = data[np.abs(velocities).max(axis=1) < VELOCITY_CLIP][: options.windows]
-    states = generator.normalizer.slice(0, obs_dim)
     plans = generator.sample(
         data[:, 0, :obs_dim],
         sampler=PlanningConfig().sampler,
@@ -110,7 +112,10 @@ def main(options: Options) -> None:
     low, high = env.action_space.low, env.action_space.high
 
     steps = " ".join(f"{f'h={h}':>6}" for h in range(1, generator.horizon))
-    print(f"{options.diffusion}: RMS state error (normalised) at plan step h; falls of {len(data)}")
+    print(
+        f"{options.diffusion}: RMS state error (in the data's standard deviations) at plan "
+        f"step h; falls of {len(data)}"
+    )
     print(f"{'actions':<18} {steps}  falls")
     for label, actions in rows.items():
         reached, falls = [], 0
@@ -119,7 +124,7 @@ def main(options: Options) -> None:
             reached.append(path)
             falls += fell
         goal = targets.get(label, plans[:, 1:, :obs_dim].numpy())
-        error = states.normalize(np.array(reached)) - states.normalize(goal)
+        error = (np.array(reached) - goal) / state_std
         rms = np.sqrt((error**2).mean(axis=(0, 2)))
         print(f"{label:<18} " + " ".join(f"{e:6.3f}" for e in rms) + f"  {falls:5d}")
     # One step: from planned state s_h-1, does the planned action a_h-1 reach s_h?
@@ -129,7 +134,7 @@ def main(options: Options) -> None:
             reached, _ = replay(
                 env, plan[h - 1, :obs_dim], np.clip(plan[h - 1 : h, obs_dim:], low, high)
             )
-            error = states.normalize(reached[0]) - states.normalize(plan[h, :obs_dim])
+            error = (reached[0] - plan[h, :obs_dim]) / state_std
             one_step[h - 1] += (error**2).mean() / len(plans)
     print("one step from the planned state s_h-1 with the planned action a_h-1:")
     print(f"{'simulator':<18} " + " ".join(f"{e:6.3f}" for e in np.sqrt(one_step)))
