@@ -8,7 +8,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -279,7 +279,10 @@ def test_gae_matches_a_hand_computation() -> None:
     assert a0 == pytest.approx(3.375176)
 
 
-def test_rollout_bookkeeping(pretrained: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("window_sampling", ["fixed", "uniform"])
+def test_rollout_bookkeeping(
+    pretrained: tuple[Path, Path], window_sampling: Literal["fixed", "uniform"]
+) -> None:
     _, diffusion = pretrained
     generator = load_generator(diffusion)
     chain = DenoisingChain(
@@ -287,7 +290,13 @@ def test_rollout_bookkeeping(pretrained: tuple[Path, Path]) -> None:
     )
     gamma, k, steps, num_envs = 0.9, 3, EPISODE_STEPS + 4, 3
     collector = Collector(
-        ENV_ID, num_envs, generator=generator, chain=chain, effective_window=k, gamma=gamma
+        ENV_ID,
+        num_envs,
+        generator=generator,
+        chain=chain,
+        effective_window=k,
+        gamma=gamma,
+        window_sampling=window_sampling,
     )
     try:
         rollout = collector.collect(steps, [1, 2, 3], torch.Generator().manual_seed(0))
@@ -297,6 +306,10 @@ def test_rollout_bookkeeping(pretrained: tuple[Path, Path]) -> None:
     ran = torch.round(torch.log(d.discounts) / np.log(gamma)).long()
     assert ran.sum().item() == rollout.env_steps == steps * num_envs
     assert ran.min() >= 1 and ran.max() <= k
+    # Decisions that ran to their plan's end (not cut by an episode's or the rollout's end)
+    # ran k actions each, or, sampled uniformly, every number of actions from 1 to k.
+    full = ran[~d.cut].unique().tolist()
+    assert full == ([k] if window_sampling == "fixed" else list(range(1, k + 1)))
     # Every environment finishes its first episode (terminated or truncated at 30 steps).
     assert len(rollout.episode_returns) >= num_envs
     assert rollout.falls == int(d.terminated.sum()) and bool(d.cut[-1])

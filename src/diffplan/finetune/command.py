@@ -211,6 +211,13 @@ class Finetuner:
         return advantages.to(self.device), returns.to(self.device)
 
 
+def window_label(config: FinetuneConfig) -> str:
+    """The run's windows in words: ``k = 7`` or ``k ~ U{1..7}``."""
+    if config.window_sampling == "uniform":
+        return f"k ~ U{{1..{config.effective_window}}}"
+    return f"k = {config.effective_window}"
+
+
 def metrics_row(
     tuner: Finetuner, rollout: Rollout, stats: UpdateStats, penalized: bool
 ) -> dict[str, Any]:
@@ -253,6 +260,7 @@ def finetune(config: FinetuneConfig) -> list[dict[str, Any]]:
         chain=tuner.chain,
         effective_window=config.effective_window,
         gamma=ppo.gamma,
+        window_sampling=config.window_sampling,
         penalty=penalty,
     )
     log = MetricsLog(config.out, tuner.iteration)
@@ -309,7 +317,7 @@ def finetune(config: FinetuneConfig) -> list[dict[str, Any]]:
     plot_returns(
         read_metrics(config.out / "metrics.csv"),
         config.out / "returns.png",
-        title=f"PPO fine-tuning in {tuner.env_id} (k = {config.effective_window})",
+        title=f"PPO fine-tuning in {tuner.env_id} ({window_label(config)})",
         dataset_mean=tuner.meta.dataset.get("mean_return"),
     )
     print(f"written   {config.out}/returns.png")

@@ -171,6 +171,10 @@ class FinetuneConfig:
     evaluate --diffusion` reads like a training run's)."""
     effective_window: int = 4
     """k: actions of each plan executed before replanning (1 .. H-1)."""
+    window_sampling: Literal["fixed", "uniform"] = "fixed"
+    """fixed: every plan runs k actions; uniform: each plan runs a number of actions drawn
+    uniformly from 1..k, so one model learns every window up to k (with --chain.scored
+    executed, the first k actions are scored)."""
     iterations: int = 100
     """PPO iterations (a resumed run continues up to this number)."""
     weights: Literal["ema", "model"] = "ema"

@@ -1,7 +1,8 @@
 """Closed-loop collection of decisions in a vector environment (the outer MDP).
 
 A *decision* is one plan: sampled by the :class:`~diffplan.finetune.chain.DenoisingChain`
-from the real state, its first ``k`` actions executed (clipped to the action bounds). Its
+from the real state, its first ``k`` actions executed (clipped to the action bounds); ``k``
+is fixed or, with ``window_sampling="uniform"``, drawn for each plan from ``1..k``. Its
 reward is the discounted sum of the rewards of the steps it ran, and the next decision is
 ``gamma ** steps`` later. A decision ends early when its episode ends (terminated: no
 bootstrap; truncated: bootstrapped from the final observation) or when the iteration's
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -73,6 +75,7 @@ class _Decision:
     log_probs: torch.Tensor
     plan: torch.Tensor
     actions: np.ndarray
+    """``(window, act_dim)`` the actions this decision runs."""
     rows: list[np.ndarray] = field(default_factory=list)
     reward: float = 0.0
     next_observation: np.ndarray | None = None
@@ -89,7 +92,9 @@ class Collector:
     Args:
         generator: the model being fine-tuned, its scheduler and normaliser.
         chain: the denoising chain sampled for each plan.
-        effective_window: ``k``, actions run per plan.
+        effective_window: ``k``, actions run per plan (the most, with uniform sampling).
+        window_sampling: fixed: every plan runs ``k`` actions; uniform: each plan runs a
+            number drawn uniformly from ``1..k`` (from the chain's noise generator).
         gamma: discount per environment step.
         penalty: optional out-of-distribution penalty of executed windows.
     """
@@ -103,6 +108,7 @@ class Collector:
         chain: DenoisingChain,
         effective_window: int,
         gamma: float,
+        window_sampling: Literal["fixed", "uniform"] = "fixed",
         penalty: Penalty | None = None,
     ) -> None:
         self.envs = gym.make_vec(
@@ -115,6 +121,7 @@ class Collector:
         self.low, self.high = space.low, space.high
         self.num_envs, self.generator, self.chain = num_envs, generator, chain
         self.k, self.gamma, self.penalty = effective_window, gamma, penalty
+        self.window_sampling = window_sampling
         self.obs_normalizer = generator.normalizer.slice(0, generator.obs_dim)
 
     def close(self) -> None:
@@ -132,8 +139,15 @@ class Collector:
         sample = self.chain.sample(gen.model, values, gen.fixed.to(gen.device), noise)
         raw = gen.normalizer.unnormalize(sample.window)
         actions = np.clip(raw[:, : self.k, gen.obs_dim :].cpu().numpy(), self.low, self.high)
-        parts = (obs, sample.trajectory, sample.log_probs, sample.window, actions)
-        return [_Decision(*decision) for decision in zip(*parts, strict=True)]
+        windows = [self.k] * len(obs)
+        if self.window_sampling == "uniform":
+            drawn = torch.randint(1, self.k + 1, (len(obs),), generator=noise, device=noise.device)
+            windows = drawn.tolist()
+        parts = (obs, sample.trajectory, sample.log_probs, sample.window)
+        return [
+            _Decision(*decision, plan_actions[:window])
+            for *decision, plan_actions, window in zip(*parts, actions, windows, strict=True)
+        ]
 
     def collect(self, steps: int, seeds: list[int], noise: torch.Generator) -> Rollout:
         """Reset the environments with ``seeds`` and run ``steps`` steps in each; the
@@ -162,7 +176,7 @@ class Collector:
                     returns.append(float(running[e]))
                     falls += bool(terminated[e])
                     running[e] = 0.0
-                if ended or len(d.rows) == self.k:
+                if ended or len(d.rows) == len(d.actions):
                     after = info["final_obs"][e] if ended else observations[e]
                     d.close(after, terminated=bool(terminated[e]), cut=ended)
                     done[e].append(d)
