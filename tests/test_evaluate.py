@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,23 @@ def test_evaluate_writes_every_artifact(tiny_runs, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["env_id"] == "Walker2d-v5" and config["horizon"] == 8
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_guided_windows_alone_run_only_the_guided_settings(tiny_runs, tmp_path):
+    diffusion, value = tiny_runs
+    guided_only = EvaluateConfig(
+        diffusion=diffusion,
+        value=value,
+        out=tmp_path / "guided",
+        guided_windows=(2,),
+        episodes=1,
+        planning=PlanningConfig(candidates=2, guide=GuideConfig(n_guide_steps=1)),
+        threads=1,
+        progress=False,
+    )
+    assert [r.label for r in evaluate(guided_only)] == ["k=2 guided"]
+    with_sweep = replace(guided_only, out=tmp_path / "both", windows=(1,))
+    assert [r.label for r in evaluate(with_sweep)] == ["k=1", "k=2 guided"]
 
 
 def test_evaluate_refuses_bad_options(tiny_runs, tmp_path):

@@ -50,7 +50,8 @@ class EvaluateConfig:
     """Inverse dynamics model (`diffplan train-dynamics --kind inverse` run): execute the
     actions linking consecutive planned states instead of the planned actions."""
     windows: tuple[int, ...] = ()
-    """Effective windows k to sweep (actions run per plan); default 1 .. H-1."""
+    """Effective windows k to sweep (actions run per plan); default 1 .. H-1, or none
+    when --guided-windows is given."""
     guided_windows: tuple[int, ...] = ()
     """Effective windows of the value-guided runs; default H-1 (needs --value)."""
     episodes: int = 10
@@ -89,7 +90,7 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     if env_id is None:
         raise ValueError(f"{config.diffusion}: its dataset names no environment to evaluate in")
     horizon = generator.horizon
-    windows = config.windows or tuple(range(1, horizon))
+    windows = config.windows or (() if config.guided_windows else tuple(range(1, horizon)))
     guided_windows = config.guided_windows or ((horizon - 1,) if config.value else ())
     if guided_windows and config.value is None:
         raise ValueError("--guided-windows needs --value (a trained value network)")
