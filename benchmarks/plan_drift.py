@@ -31,8 +31,9 @@ import numpy as np
 import torch
 import tyro
 
+from diffplan.data.normalizers import Normalizer
 from diffplan.data.sources import load_dataset
-from diffplan.data.windows import WindowDataset
+from diffplan.data.windows import WindowDataset, transitions
 from diffplan.planning import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.training import checkpoint as ckpt
@@ -89,7 +90,7 @@ def main(options: Options) -> None:
     dataset = load_dataset(options.dataset)
     windows = WindowDataset(dataset, generator.horizon, normalizer=generator.normalizer)
     # Errors in the data's standard deviations, whatever normaliser the model was trained with.
-    state_std = np.concatenate([episode.observations for episode in dataset]).std(axis=0)
+    state_std = Normalizer.fit(transitions(dataset)[:, : generator.obs_dim]).scale
     draw = torch.Generator().manual_seed(0)
     batch = windows.get_batch(torch.randint(len(windows), (4 * options.windows,), generator=draw))
     data = generator.normalizer.unnormalize(batch.window).numpy()
