@@ -353,6 +353,21 @@ def test_value_targets_match_hand_computation(tiny_dataset):
     np.testing.assert_allclose(values[7:19], hand, rtol=1e-5)
 
 
+def test_dropping_terminated_episodes_keeps_the_others_and_the_normaliser(tiny_dataset):
+    every = WindowDataset(tiny_dataset, 3)
+    walked = WindowDataset(tiny_dataset, 3, drop_terminated=True)
+    assert len(every) == 7 + 12 + 5 and len(walked) == 12 + 5  # episode 0 fell
+    assert walked.normalizer.state_dict() == every.normalizer.state_dict()
+    kept = torch.arange(7, 24)
+    torch.testing.assert_close(
+        walked.get_batch(torch.arange(17)).window, every.get_batch(kept).window
+    )
+    torch.testing.assert_close(walked.values, every.values[kept])
+    all_fell = synthetic_dataset(lengths=(5, 6), terminated=(True, True))
+    with pytest.raises(ValueError, match="every episode terminated"):
+        WindowDataset(all_fell, 3, drop_terminated=True)
+
+
 def test_discounted_returns_to_go_rejects_bad_discount():
     np.testing.assert_allclose(discounted_returns_to_go(np.array([1.0, 1.0]), 0.5), [1.5, 1.0])
     with pytest.raises(ValueError, match="discount"):
@@ -364,7 +379,7 @@ def test_window_options_are_checked(tiny_dataset):
         WindowDataset(tiny_dataset, 4, padding="reflect")
     with pytest.raises(ValueError, match="choose one of"):
         WindowDataset(tiny_dataset, 4, normalizer="robust")
-    with pytest.raises(ValueError, match="no episode is at least 20 steps"):
+    with pytest.raises(ValueError, match="none is at least 20 steps"):
         WindowDataset(tiny_dataset, 20, padding="none")
     foreign = Normalizer.fit(np.zeros((4, 7)))
     with pytest.raises(ValueError, match="belongs to another"):

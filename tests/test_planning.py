@@ -134,8 +134,36 @@ def test_guided_planning_on_fast_backends_equals_eager(backend):
 def test_effective_window_and_candidate_options_are_checked():
     with pytest.raises(ValueError, match=r"effective window must be in 1\.\.7"):
         DiffusionPlanner(tiny_generator(), effective_window=8)
-    with pytest.raises(ValueError, match="needs a value network"):
+    with pytest.raises(ValueError, match="need a value network"):
         DiffusionPlanner(tiny_generator(), num_candidates=4)
+    with pytest.raises(ValueError, match="averaging the candidates excludes"):
+        DiffusionPlanner(
+            tiny_generator(), num_candidates=4, average=True, value_net=FirstActionValue()
+        )
+    with pytest.raises(ValueError, match="average must be >= 1"):
+        PlanningConfig(average=0)
+
+
+def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
+    generator = tiny_generator()
+    observations = np.random.default_rng(2).normal(size=(3, OBS)).astype(np.float32)
+    sampler = SamplerConfig("ddim", 5)
+    planner = PlanningConfig(sampler=sampler, average=4).make_planner(generator, 1, seed=7)
+    assert planner.num_candidates == 4 and planner.average
+    averaged = planner.plan(observations)
+    candidates = generator.sample(
+        np.repeat(observations, 4, axis=0),
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(7),
+    ).reshape(3, 4, H, OBS + ACT)
+    torch.testing.assert_close(averaged, candidates.mean(dim=1))
+    torch.testing.assert_close(averaged[:, 0, :OBS], torch.as_tensor(observations))
+    # the candidates differ, so the mean is none of them
+    assert (candidates[:, 0, 1:] - averaged[:, 1:]).abs().max() > 1e-3
+    guided = PlanningConfig(average=4, candidates=8).make_planner(
+        generator, 1, value_net=FirstActionValue()
+    )
+    assert guided.num_candidates == 8 and not guided.average
 
 
 def test_candidates_are_chosen_by_value():

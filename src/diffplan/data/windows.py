@@ -14,6 +14,9 @@ marked ``False`` in the window's validity mask:
 * ``padding="zero"``: padding rows are zero *after* normalisation;
 * ``padding="none"``: no padding; only windows that fit inside an episode.
 
+With ``drop_terminated`` the episodes that terminated (fell) give no windows; the
+normaliser is fitted on every episode all the same.
+
 Each window has a value target: the discounted return-to-go from its first
 step to the end of its episode, with ``termination_penalty`` added to the last
 reward of episodes that terminated (fell), not of truncated ones.
@@ -65,6 +68,7 @@ class WindowDataset(Dataset):
         padding: how windows that run past an episode's end are filled (module docstring).
         discount: discount of the value target (the original Diffuser: 0.997).
         termination_penalty: added to the last reward of terminated episodes (original: -100).
+        drop_terminated: make windows only of the episodes that did not terminate.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class WindowDataset(Dataset):
         padding: PaddingMode = "edge",
         discount: float = 0.997,
         termination_penalty: float = -100.0,
+        drop_terminated: bool = False,
     ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -101,8 +106,10 @@ class WindowDataset(Dataset):
         offset, cursor = 0, 0
         for episode in dataset:
             steps = len(episode)
-            episode_rows = normalizer.normalize(real_rows[cursor : cursor + steps])
-            cursor += steps
+            first, cursor = cursor, cursor + steps
+            if drop_terminated and episode.terminated:
+                continue
+            episode_rows = normalizer.normalize(real_rows[first:cursor])
             fill = episode_rows[-1:] if padding == "edge" else np.zeros_like(episode_rows[-1:])
             rows += [episode_rows, np.repeat(fill, pad, axis=0)]
             valid += [np.ones(steps, bool), np.zeros(pad, bool)]
@@ -111,15 +118,16 @@ class WindowDataset(Dataset):
             penalty = termination_penalty if episode.terminated else 0.0
             values.append(discounted_returns_to_go(episode.rewards, discount, penalty)[:num_starts])
             offset += steps + pad
+        if sum(map(len, starts)) == 0:
+            raise ValueError(
+                f"{dataset.name}: no windows left: every episode terminated (drop_terminated) "
+                f"or, with padding='none', none is at least {horizon} steps long; keep the "
+                "terminated episodes, use a shorter horizon or padding"
+            )
         self._rows = torch.from_numpy(np.concatenate(rows).astype(np.float32))
         self._valid = torch.from_numpy(np.concatenate(valid))
         self._starts = torch.from_numpy(np.concatenate(starts).astype(np.int64))
         self._values = torch.from_numpy(np.concatenate(values).astype(np.float32))
-        if len(self._starts) == 0:
-            raise ValueError(
-                f"{dataset.name}: no episode is at least {horizon} steps long, so "
-                "padding='none' leaves no windows; use a shorter horizon or padding"
-            )
         self._offsets = torch.arange(horizon)
 
     @property

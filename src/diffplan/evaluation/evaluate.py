@@ -196,6 +196,8 @@ def _header(
             f"({planning.consistency.candidates} per unguided decision; guided: the value "
             f"network's best of the {planning.consistency.keep:.0%} most consistent)."
         )
+    elif planning.average > 1:
+        text += f" Unguided runs execute the mean of {planning.average} plans per decision."
     if config.inverse_dynamics is not None:
         text += f" Executed actions from the inverse dynamics model {config.inverse_dynamics}"
         text += (

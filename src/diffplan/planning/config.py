@@ -42,6 +42,9 @@ class PlanningConfig:
     """Replan from the last plan shifted by k, noised to a given step (off by default)."""
     candidates: int = 64
     """Plans sampled per decision in guided runs; the value network picks the best."""
+    average: int = 1
+    """Unguided runs without a forward model: plans sampled per decision whose mean runs
+    (1: one plan). The mean cancels the sampler's noise around the model's expected plan."""
     guide: GuideConfig = field(default_factory=GuideConfig)
     """Value guidance options (guided runs)."""
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
@@ -51,6 +54,10 @@ class PlanningConfig:
     the real current state and the next planned state (feedback), not from the plan alone."""
     returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
     """Classifier-free guidance toward a target return (return-conditioned models only)."""
+
+    def __post_init__(self) -> None:
+        if self.average < 1:
+            raise ValueError(f"--planning.average must be >= 1, got {self.average}")
 
     def make_planner(
         self,
@@ -65,16 +72,23 @@ class PlanningConfig:
         seed: int = 0,
     ) -> DiffusionPlanner:
         """A planner at window ``k``: value-guided with candidates when ``value_net`` is given;
-        choosing consistent candidates with a forward model ``consistency``; executing
-        actions derived by ``inverse_dynamics``."""
+        choosing consistent candidates with a forward model ``consistency``; else running
+        the mean of ``average`` plans; executing actions derived by ``inverse_dynamics``."""
         guided = value_net is not None
-        candidates = self.candidates if guided else 1
+        if consistency is not None and self.average > 1:
+            raise ValueError(
+                "--planning.average and --dynamics both choose what runs from several plans; "
+                "use one of them"
+            )
+        average = not guided and self.average > 1
+        candidates = self.candidates if guided else self.average
         if consistency is not None and not guided:
             candidates = self.consistency.candidates
         return DiffusionPlanner(
             generator,
             effective_window=effective_window,
             num_candidates=candidates,
+            average=average,
             value_net=value_net,
             consistency=consistency,
             consistency_keep=self.consistency.keep,

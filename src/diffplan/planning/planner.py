@@ -12,7 +12,9 @@ one: the value network's best; with a forward dynamics model (``consistency``) t
 most consistent one (the smallest error between each planned state and the model's
 prediction from the previous planned state and action, over the ``k`` transitions
 that will run), or, with both, the value network's best among the ``consistency_keep``
-fraction of most consistent candidates.
+fraction of most consistent candidates. With ``average`` and neither, it runs the
+candidates' mean plan (row by row), which cancels the sampler's noise around the
+model's expected plan; the conditioned first state stays exact.
 
 With an inverse dynamics model, the ``k`` executed actions are not the planned ones
 but those linking consecutive planned states, ``a_i = f^-1(s_i, s_{i+1})`` with
@@ -63,6 +65,7 @@ class DiffusionPlanner:
         generator: the trained diffusion model wrapped as a :class:`TrajectoryGenerator`.
         effective_window: ``k``, actions executed per plan, ``1 <= k <= H - 1``.
         num_candidates: plans sampled per environment and decision.
+        average: run the mean of the ``num_candidates`` plans instead of choosing one.
         value_net: rates candidates, ``(x (B, H, D) normalised, t (B,)) -> (B,)``.
         consistency: forward dynamics error of candidates; ``num_candidates > 1`` needs it
             or ``value_net``.
@@ -84,6 +87,7 @@ class DiffusionPlanner:
         *,
         effective_window: int = 1,
         num_candidates: int = 1,
+        average: bool = False,
         value_net: nn.Module | None = None,
         consistency: ConsistencyError | None = None,
         consistency_keep: float = 0.25,
@@ -104,9 +108,14 @@ class DiffusionPlanner:
             )
         if num_candidates < 1:
             raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-        if num_candidates > 1 and value_net is None and consistency is None:
+        if average and (value_net is not None or consistency is not None):
             raise ValueError(
-                "choosing among candidates needs a value network or a forward dynamics model"
+                "averaging the candidates excludes choosing one (by value or consistency)"
+            )
+        if num_candidates > 1 and value_net is None and consistency is None and not average:
+            raise ValueError(
+                "several candidates need a value network or a forward dynamics model to "
+                "choose one, or averaging"
             )
         if track_states and inverse_dynamics is None:
             raise ValueError(
@@ -135,6 +144,7 @@ class DiffusionPlanner:
         self.inverse_dynamics, self.track_states = inverse_dynamics, track_states
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
+        self.average = average
         self.action_low, self.action_high = action_low, action_high
         self.torch_generator = torch.Generator(device=generator.device).manual_seed(seed)
         self.plans_made = 0
@@ -176,6 +186,8 @@ class DiffusionPlanner:
         self.plans_made += 1
         if candidates == 1:
             return plans
+        if self.average:
+            return plans.reshape(count, candidates, *plans.shape[1:]).mean(dim=1)
         best = self.select(plans.reshape(count, candidates, *plans.shape[1:]))
         return plans[best + torch.arange(count, device=best.device) * candidates]
 

@@ -50,6 +50,10 @@ def resume_point(config: RunOptions) -> Path | None:
 def fingerprint(config: RunOptions, windows: WindowDataset) -> dict[str, Any]:
     """Every setting that shapes the network or what it learns, plus the data's dims."""
     settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE}
+    windows_settings = settings.get("windows", {})
+    if not windows_settings.get("drop_terminated", True):
+        # runs that keep every episode keep the fingerprint of versions without the option
+        del windows_settings["drop_terminated"]
     return {**settings, "obs_dim": windows.obs_dim, "act_dim": windows.act_dim}
 
 
@@ -61,7 +65,12 @@ def make_windows(
     dataset = load_dataset(config.dataset)
     normalizer = ckpt.read_meta(resume_from).normalizer if resume_from else shape.normalizer
     return WindowDataset(
-        dataset, shape.horizon, normalizer=normalizer, padding=shape.padding, **kwargs
+        dataset,
+        shape.horizon,
+        normalizer=normalizer,
+        padding=shape.padding,
+        drop_terminated=shape.drop_terminated,
+        **kwargs,
     )
 
 

@@ -97,6 +97,9 @@ class WindowConfig:
     """Per-dimension normalisation of the windows."""
     padding: PaddingMode = "edge"
     """Filling of windows that run past an episode's end (padded rows don't count in losses)."""
+    drop_terminated: bool = False
+    """Train only on the episodes that did not terminate (fall), so that no window shows a
+    fall; the normaliser is still fitted on every episode."""
 
 
 @dataclass
