@@ -140,6 +140,33 @@ def test_tracking_derives_each_action_from_the_real_state(dynamics_runs):
         DiffusionPlanner(toy_generator(dynamics_runs["inverse"]), track_states=True)
 
 
+def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynamics_runs):
+    inverse = ActionsFromStates(dynamics_runs["inverse"])
+    planner = DiffusionPlanner(
+        toy_generator(dynamics_runs["inverse"]),
+        inverse_dynamics=inverse,
+        track_states=True,
+        temporal_ensemble=3,
+    )
+    planner.reset(2)
+    state = np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)
+    plans = []
+    for step in range(5):
+        action = planner.act(state)
+        plans.append(planner.last_plans)
+        # the plan made j steps ago predicted this step's next state in its row j + 1
+        predictions = [plans[step - j][:, j + 1, :2] for j in range(min(step + 1, 3))]
+        target = torch.stack(predictions).mean(dim=0)
+        pair = torch.stack([torch.as_tensor(state), target], dim=1)
+        np.testing.assert_allclose(action, inverse(pair)[:, 0].numpy(), rtol=1e-5, atol=1e-5)
+        state = state + np.float32(0.2)
+    assert not torch.allclose(plans[3][:, 1], plans[4][:, 1])  # a new plan every step
+    with pytest.raises(ValueError, match="needs --planning.track-states"):
+        DiffusionPlanner(
+            toy_generator(dynamics_runs["inverse"]), inverse_dynamics=inverse, temporal_ensemble=2
+        )
+
+
 def test_candidates_are_chosen_for_consistency_then_value(dynamics_runs):
     forward = ConsistencyError(dynamics_runs["forward"])
     generator = toy_generator(dynamics_runs["forward"])

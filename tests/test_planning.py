@@ -166,6 +166,27 @@ def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
     assert guided.num_candidates == 8 and not guided.average
 
 
+def test_temporal_ensembling_runs_the_mean_of_the_planned_actions_for_the_step():
+    planner = DiffusionPlanner(tiny_generator(), temporal_ensemble=4, seed=2)
+    planner.reset(3)
+    observations = np.random.default_rng(3).normal(size=(3, OBS)).astype(np.float32)
+    plans = []
+    for step in range(6):
+        action = planner.act(observations)
+        plans.append(planner.last_plans)
+        # the plan made j steps ago planned this step's action in its row j
+        planned = [plans[step - j][:, j, OBS:] for j in range(min(step + 1, 4))]
+        np.testing.assert_allclose(action, torch.stack(planned).mean(0).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="needs k = 1"):
+        DiffusionPlanner(tiny_generator(), effective_window=2, temporal_ensemble=2)
+    with pytest.raises(ValueError, match=r"must be in 1\.\.7 plans"):
+        DiffusionPlanner(tiny_generator(), temporal_ensemble=8)
+    # the option applies at k = 1 only, so that one config serves a sweep of windows
+    config = PlanningConfig(temporal_ensemble=4)
+    assert config.make_planner(tiny_generator(), 1).temporal_ensemble == 4
+    assert config.make_planner(tiny_generator(), 3).temporal_ensemble == 1
+
+
 def test_candidates_are_chosen_by_value():
     generator = tiny_generator()
     value = FirstActionValue()

@@ -198,6 +198,11 @@ def _header(
         )
     elif planning.average > 1:
         text += f" Unguided runs execute the mean of {planning.average} plans per decision."
+    if planning.temporal_ensemble > 1:
+        text += (
+            f" At k = 1 each step's target is the mean of the last {planning.temporal_ensemble}"
+            " plans' predictions for it."
+        )
     if config.inverse_dynamics is not None:
         text += f" Executed actions from the inverse dynamics model {config.inverse_dynamics}"
         text += (

@@ -49,6 +49,9 @@ class PlanningConfig:
     """Value guidance options (guided runs)."""
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     """Candidate selection by a forward dynamics model (used when one is given)."""
+    temporal_ensemble: int = 1
+    """At k = 1: each step's target is the mean of what the last N plans predicted for it
+    (ACT's temporal ensembling; the planner still replans every step). 1: the newest plan's."""
     track_states: bool = False
     """With an inverse dynamics model (evaluate --inverse-dynamics): derive each action from
     the real current state and the next planned state (feedback), not from the plan alone."""
@@ -58,6 +61,10 @@ class PlanningConfig:
     def __post_init__(self) -> None:
         if self.average < 1:
             raise ValueError(f"--planning.average must be >= 1, got {self.average}")
+        if self.temporal_ensemble < 1:
+            raise ValueError(
+                f"--planning.temporal-ensemble must be >= 1, got {self.temporal_ensemble}"
+            )
 
     def make_planner(
         self,
@@ -103,6 +110,7 @@ class PlanningConfig:
             ),
             sampler=self.sampler,
             warm_start=self.warm_start,
+            temporal_ensemble=self.temporal_ensemble if effective_window == 1 else 1,
             action_low=action_low,
             action_high=action_high,
             seed=seed,

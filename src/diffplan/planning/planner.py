@@ -22,6 +22,12 @@ but those linking consecutive planned states, ``a_i = f^-1(s_i, s_{i+1})`` with
 the real observation at every step, not only the first: the planner then follows the
 plan's states with feedback, ``a_i = f^-1(real s_i, planned s_{i+1})``.
 
+With ``temporal_ensemble = n > 1`` (``k = 1`` only), the step's target is the mean of what
+the environment's last ``n`` plans predicted for it (ACT's temporal ensembling, Zhao et
+al. 2023): the plan made ``j`` steps ago contributes its row ``j + 1`` state (tracked) or
+its row ``j`` action (planned actions). The planner still replans every step, but its
+targets keep a memory of the earlier plans.
+
 With a warm start, a replan does not start from pure noise: the environment's last
 plan, shifted by the ``k`` rows already executed (its last row repeated to fill the
 window), is noised to diffusion step ``WarmStart.step`` and denoised from there in
@@ -77,6 +83,8 @@ class DiffusionPlanner:
         guide: optional value guidance applied inside the sampler.
         sampler: denoising method and steps (default: the report's 20 DDPM steps).
         warm_start: start replans from the last plan (module docstring); default: cold.
+        temporal_ensemble: average each step's target over this many of the last plans
+            (module docstring); needs ``effective_window = 1``.
         action_low, action_high: ``(act_dim,)`` bounds the actions are clipped to.
         seed: seeds the sampler's noise.
     """
@@ -96,6 +104,7 @@ class DiffusionPlanner:
         guide: Guide | None = None,
         sampler: SamplerConfig | None = None,
         warm_start: WarmStart | None = None,
+        temporal_ensemble: int = 1,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
         seed: int = 0,
@@ -122,6 +131,18 @@ class DiffusionPlanner:
                 "tracking the planned states (--planning.track-states) needs an inverse "
                 "dynamics model (--inverse-dynamics)"
             )
+        if not 1 <= temporal_ensemble <= horizon - 1:
+            raise ValueError(
+                f"temporal ensemble must be in 1..{horizon - 1} plans for horizon {horizon}, "
+                f"got {temporal_ensemble}"
+            )
+        if temporal_ensemble > 1 and effective_window != 1:
+            raise ValueError("temporal ensembling averages plans made every step: it needs k = 1")
+        if temporal_ensemble > 1 and inverse_dynamics is not None and not track_states:
+            raise ValueError(
+                "temporal ensembling averages planned actions or tracked states; with "
+                "--inverse-dynamics it needs --planning.track-states"
+            )
         if not 0 < consistency_keep <= 1:
             raise ValueError(f"consistency_keep must be in (0, 1], got {consistency_keep}")
         for model in (consistency, inverse_dynamics):
@@ -144,7 +165,7 @@ class DiffusionPlanner:
         self.inverse_dynamics, self.track_states = inverse_dynamics, track_states
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
-        self.average = average
+        self.average, self.temporal_ensemble = average, temporal_ensemble
         self.action_low, self.action_high = action_low, action_high
         self.torch_generator = torch.Generator(device=generator.device).manual_seed(seed)
         self.plans_made = 0
@@ -159,6 +180,9 @@ class DiffusionPlanner:
         shape = (num_envs, self.generator.horizon, self.generator.normalizer.dim)
         self._plans = torch.zeros(shape)  # raw: each environment's last plan
         self._planned = np.zeros(num_envs, dtype=bool)
+        # temporal ensembling: each environment's last plans, newest first, and their count
+        self._recent = torch.zeros(num_envs, self.temporal_ensemble, *shape[1:])
+        self._num_recent = np.zeros(num_envs, dtype=np.int64)
         self.last_plans: torch.Tensor | None = None
 
     def plan(self, observations: np.ndarray, init: torch.Tensor | None = None) -> torch.Tensor:
@@ -252,14 +276,37 @@ class DiffusionPlanner:
             self.last_plans = plans
             self._actions[env_ids[stale]] = self.executed_actions(plans).numpy()
             self._next[env_ids[stale]] = 0
+            if self.temporal_ensemble > 1:
+                self._remember(plans, env_ids[stale])
+        obs_dim = self.generator.obs_dim
         if self.track_states:
             assert self.inverse_dynamics is not None
             now = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
-            target = self._plans[env_ids, self._next[env_ids] + 1, : self.generator.obs_dim]
+            if self.temporal_ensemble > 1:
+                target = self._ensembled(env_ids, row_offset=1)[:, :obs_dim]
+            else:
+                target = self._plans[env_ids, self._next[env_ids] + 1, :obs_dim]
             chosen = self.inverse_dynamics(torch.stack([now, target], dim=1))[:, 0].numpy()
+        elif self.temporal_ensemble > 1:
+            chosen = self._ensembled(env_ids, row_offset=0)[:, obs_dim:].numpy()
         else:
             chosen = self._actions[env_ids, self._next[env_ids]]
         self._next[env_ids] += 1
         if self.action_low is not None and self.action_high is not None:
             chosen = np.clip(chosen, self.action_low, self.action_high)
         return chosen
+
+    def _remember(self, plans: torch.Tensor, env_ids: np.ndarray) -> None:
+        """Push the new plans ``(N, H, D)`` in front of the environments' last plans."""
+        self._recent[env_ids] = torch.cat([plans[:, None], self._recent[env_ids, :-1]], dim=1)
+        self._num_recent[env_ids] = np.minimum(
+            self._num_recent[env_ids] + 1, self.temporal_ensemble
+        )
+
+    def _ensembled(self, env_ids: np.ndarray, row_offset: int) -> torch.Tensor:
+        """``(N, D)``: the mean over the last plans of the row each made for this step (the
+        plan made ``j`` steps ago: row ``j + row_offset``)."""
+        ages = torch.arange(self.temporal_ensemble)
+        rows = self._recent[env_ids][:, ages, ages + row_offset]  # (N, n, D)
+        known = torch.as_tensor(self._num_recent[env_ids])[:, None] > ages  # (N, n)
+        return (rows * known[..., None]).sum(dim=1) / known.sum(dim=1, keepdim=True)
