@@ -161,7 +161,7 @@ def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynam
         np.testing.assert_allclose(action, inverse(pair)[:, 0].numpy(), rtol=1e-5, atol=1e-5)
         state = state + np.float32(0.2)
     assert not torch.allclose(plans[3][:, 1], plans[4][:, 1])  # a new plan every step
-    with pytest.raises(ValueError, match="needs --planning.track-states"):
+    with pytest.raises(ValueError, match=r"needs --planning\.track-states"):
         DiffusionPlanner(
             toy_generator(dynamics_runs["inverse"]), inverse_dynamics=inverse, temporal_ensemble=2
         )
