@@ -210,9 +210,10 @@ class DiffusionPlanner:
         self.plans_made += 1
         if candidates == 1:
             return plans
+        grouped = plans.reshape(count, candidates, *plans.shape[1:])
         if self.average:
-            return plans.reshape(count, candidates, *plans.shape[1:]).mean(dim=1)
-        best = self.select(plans.reshape(count, candidates, *plans.shape[1:]))
+            return grouped.mean(dim=1)
+        best = self.select(grouped)
         return plans[best + torch.arange(count, device=best.device) * candidates]
 
     def select(self, candidates: torch.Tensor) -> torch.Tensor:
@@ -274,10 +275,11 @@ class DiffusionPlanner:
         if stale.any():
             plans = self._replan(np.asarray(observations)[stale], env_ids[stale])
             self.last_plans = plans
-            self._actions[env_ids[stale]] = self.executed_actions(plans).numpy()
             self._next[env_ids[stale]] = 0
             if self.temporal_ensemble > 1:
                 self._remember(plans, env_ids[stale])
+            elif not self.track_states:  # tracking derives each action when it runs
+                self._actions[env_ids[stale]] = self.executed_actions(plans).numpy()
         obs_dim = self.generator.obs_dim
         if self.track_states:
             assert self.inverse_dynamics is not None
