@@ -198,6 +198,23 @@ def test_candidates_are_chosen_by_value():
     assert torch.all(score(best.plan(observations)) > score(single.plan(observations)))
 
 
+def test_value_selection_without_guide_steps_runs_the_best_unguided_sample():
+    """Guide steps 0: the value network only chooses among the model's own samples."""
+    generator, value = tiny_generator(), FirstActionValue()
+    config = PlanningConfig(candidates=8, guide=GuideConfig(n_guide_steps=0))
+    planner = config.make_planner(generator, 1, value_net=value, seed=3)
+    observations = np.random.default_rng(2).normal(size=(3, OBS)).astype(np.float32)
+    chosen = planner.plan(observations)
+    samples = generator.sample(
+        np.repeat(observations, 8, axis=0),
+        sampler=config.sampler,
+        generator=torch.Generator().manual_seed(3),
+    ).reshape(3, 8, H, OBS + ACT)
+    normed = generator.normalizer.normalize(samples.flatten(0, 1))
+    scores = value(normed, torch.zeros(24)).reshape(3, 8)
+    torch.testing.assert_close(chosen, samples[torch.arange(3), scores.argmax(dim=1)])
+
+
 def test_actions_are_clipped_to_bounds():
     planner = DiffusionPlanner(
         tiny_generator(), action_low=np.full(ACT, -0.01), action_high=np.full(ACT, 0.01)

@@ -27,7 +27,8 @@ class GuideConfig:
     scale: float = 0.1
     """kappa, the step size along the value gradient."""
     n_guide_steps: int = 2
-    """Gradient steps per denoising step."""
+    """Gradient steps per denoising step (0: none; the value network then only chooses among
+    the candidates, which scored higher at H = 32, docs/RESULTS.md)."""
     gradient_scaling: GradientScaling = "variance"
     """Multiply the gradient by the posterior variance, its square root, or nothing."""
     t_stopgrad: int = 2
