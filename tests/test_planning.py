@@ -211,7 +211,7 @@ def test_value_selection_without_guide_steps_runs_the_best_unguided_sample():
         generator=torch.Generator().manual_seed(3),
     ).reshape(3, 8, H, OBS + ACT)
     normed = generator.normalizer.normalize(samples.flatten(0, 1))
-    scores = value(normed, torch.zeros(24)).reshape(3, 8)
+    scores = value(normed, torch.zeros(24, dtype=torch.long)).reshape(3, 8)
     torch.testing.assert_close(chosen, samples[torch.arange(3), scores.argmax(dim=1)])
 
 
