@@ -196,6 +196,67 @@ def test_candidates_are_chosen_for_consistency_then_value(dynamics_runs):
     assert chosen(value_net=PreferCandidate2(), consistency=forward, consistency_keep=1.0) == 2
 
 
+def toy_plan(start: list[float], actions: np.ndarray) -> np.ndarray:
+    """``(len(actions), 3)`` rows ``[s | a]`` of the toy from ``start`` under ``actions``."""
+    states = [np.array(start)]
+    for action in actions[:-1]:
+        states.append(step(states[-1], action))
+    return np.concatenate([np.stack(states), actions], axis=1)
+
+
+def test_simulated_tracking_judges_the_planned_states_not_the_planned_actions(dynamics_runs):
+    forward = ConsistencyError(dynamics_runs["forward"])
+    inverse = ActionsFromStates(dynamics_runs["inverse"])
+    true_plan = toy_plan([1.0, 0.5], np.random.default_rng(1).uniform(-0.8, 0.8, size=(8, 1)))
+    wrong_actions = true_plan.copy()
+    wrong_actions[:, 2] *= -1  # reachable states, but not the planned actions' states
+    unreachable = true_plan.copy()
+    unreachable[1:, 1] += 0.3  # no action moves the second coordinate
+    plans = torch.as_tensor(np.stack([true_plan, wrong_actions, unreachable]), dtype=torch.float32)
+    one_step = forward(plans, 7)
+    tracked = forward.tracking_error(plans, 7, inverse)
+    assert tracked.shape == (3,)
+    torch.testing.assert_close(tracked[0], tracked[1])  # only the states count
+    assert tracked[0] < 0.05 * tracked[2], tracked
+    assert one_step[1] > 20 * one_step[0], one_step  # the one-step check blames the actions
+    # clipping the inverse model's actions to bounds they need leaves the states unreached
+    clipped = forward.tracking_error(plans, 7, inverse, torch.tensor([-0.1]), torch.tensor([0.1]))
+    assert clipped[0] > 5 * tracked[0], (clipped, tracked)
+
+
+def test_planner_chooses_the_plan_it_can_track(dynamics_runs):
+    forward = ConsistencyError(dynamics_runs["forward"])
+    inverse = ActionsFromStates(dynamics_runs["inverse"])
+    true_plan = toy_plan([1.0, 0.5], np.random.default_rng(2).uniform(-0.8, 0.8, size=(8, 1)))
+    wrong_actions = true_plan.copy()
+    wrong_actions[:, 2] *= -1
+    slightly_unreachable = true_plan.copy()
+    slightly_unreachable[1:, 1] += 0.05
+    candidates = torch.as_tensor(
+        np.stack([wrong_actions, slightly_unreachable])[None], dtype=torch.float32
+    )
+    generator = toy_generator(dynamics_runs["forward"])
+
+    def chosen(**options: object) -> int:
+        planner = DiffusionPlanner(
+            generator,
+            effective_window=7,
+            num_candidates=2,
+            consistency=forward,
+            inverse_dynamics=inverse,
+            track_states=True,
+            **options,
+        )
+        return int(planner.select(candidates)[0])
+
+    assert chosen() == 1  # one planned action at a time: the wrong actions look worse
+    assert chosen(simulate_tracking=True) == 0
+    with pytest.raises(ValueError, match="needs a forward dynamics model"):
+        DiffusionPlanner(generator, simulate_tracking=True, consistency=forward)
+    with pytest.raises(ValueError, match=r"consistency rows must be in 1\.\.7"):
+        DiffusionPlanner(generator, consistency=forward, consistency_rows=8)
+
+
 def test_dynamics_checkpoints_are_checked(dynamics_runs, tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="inverse dynamics model, not a forward dynamics model"):
         ConsistencyError(dynamics_runs["inverse"])

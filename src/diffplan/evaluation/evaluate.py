@@ -191,10 +191,17 @@ def _header(
             f" (dataset scale -1..1), weight {returns.weight}."
         )
     if config.dynamics is not None:
+        check = planning.consistency
         text += (
             f" Candidates chosen for consistency with the forward model {config.dynamics} "
-            f"({planning.consistency.candidates} per unguided decision; guided: the value "
-            f"network's best of the {planning.consistency.keep:.0%} most consistent)."
+            f"({check.candidates} per unguided decision; guided: the value "
+            f"network's best of the {check.keep:.0%} most consistent), "
+            + (
+                "following each plan's states in it closed loop"
+                if check.simulate_tracking
+                else "one planned action at a time"
+            )
+            + f" over {check.rows or 'the k'} transitions."
         )
     elif planning.average > 1:
         text += f" Unguided runs execute the mean of {planning.average} plans per decision."

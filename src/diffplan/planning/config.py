@@ -24,6 +24,13 @@ class ConsistencyConfig:
     keep: float = 0.25
     """Guided runs: the value network picks among this fraction of the candidates, the most
     consistent ones."""
+    rows: int | None = None
+    """Transitions of each candidate that are checked (default: the k that will run; at
+    k = 1 a longer check looks further ahead)."""
+    simulate_tracking: bool = False
+    """With --planning.track-states: follow each candidate's states in the forward model with
+    the inverse dynamics model's actions, closed loop, as the walker will, instead of
+    checking each planned action one step at a time."""
 
 
 @dataclass
@@ -99,6 +106,8 @@ class PlanningConfig:
             value_net=value_net,
             consistency=consistency,
             consistency_keep=self.consistency.keep,
+            consistency_rows=self.consistency.rows,
+            simulate_tracking=self.consistency.simulate_tracking,
             inverse_dynamics=inverse_dynamics,
             track_states=self.track_states,
             guide=(

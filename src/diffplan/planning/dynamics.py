@@ -3,7 +3,8 @@
 * :class:`ActionsFromStates` (inverse dynamics): the actions to execute are derived from
   consecutive planned states instead of read from the plan.
 * :class:`ConsistencyError` (forward dynamics): how far a plan's states stray from what its
-  actions would do, to prefer consistent candidates.
+  actions would do, or (:meth:`ConsistencyError.tracking_error`) from where following them
+  with inverse-dynamics actions would lead, to prefer consistent candidates.
 """
 
 from __future__ import annotations
@@ -64,3 +65,32 @@ class ConsistencyError(_OneStepModel):
         actions = self.actions.normalize(window[:, :rows, self.obs_dim :])
         predicted = self.net(states[:, :-1], actions)
         return ((predicted - states[:, 1:]) ** 2).mean(dim=(1, 2)).to(plans.device)
+
+    @torch.inference_mode()
+    def tracking_error(
+        self,
+        plans: torch.Tensor,
+        rows: int,
+        inverse_dynamics: ActionsFromStates,
+        action_low: torch.Tensor | None = None,
+        action_high: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``plans (B, H, D), rows n -> (B,)``: follow the planned states ``s_1 .. s_n`` in
+        this model as a tracking planner would in the environment (closed loop: each action
+        ``f^-1(reached state, next planned state)``, clipped to the bounds), and return the
+        mean squared distance (normalised units) between the states reached and the planned
+        ones. One-step errors miss drift that compounds; this error includes it."""
+        targets = plans[:, 1 : rows + 1, : self.obs_dim].to(self.device)
+        state = plans[:, 0, : self.obs_dim].to(self.device)
+        reached = []
+        for row in range(rows):
+            action = inverse_dynamics(torch.stack([state, targets[:, row]], dim=1))[:, 0]
+            if action_low is not None and action_high is not None:
+                action = torch.clamp(action, action_low, action_high)
+            normed = self.net(
+                self.observations.normalize(state), self.actions.normalize(action.to(self.device))
+            )
+            state = self.observations.unnormalize(normed)
+            reached.append(normed)
+        distance = torch.stack(reached, dim=1) - self.observations.normalize(targets)
+        return (distance**2).mean(dim=(1, 2)).to(plans.device)

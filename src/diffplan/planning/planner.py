@@ -11,10 +11,12 @@ With ``num_candidates > 1`` it samples that many plans per environment and keeps
 one: the value network's best; with a forward dynamics model (``consistency``) the
 most consistent one (the smallest error between each planned state and the model's
 prediction from the previous planned state and action, over the ``k`` transitions
-that will run), or, with both, the value network's best among the ``consistency_keep``
-fraction of most consistent candidates. With ``average`` and neither, it runs the
-candidates' mean plan (row by row), which cancels the sampler's noise around the
-model's expected plan; the conditioned first state stays exact.
+that will run, or ``consistency_rows``), or, with both, the value network's best among the
+``consistency_keep`` fraction of most consistent candidates. With ``simulate_tracking`` the
+error is that of following the plan's states in the forward model with inverse-dynamics
+actions, closed loop, as ``track_states`` does in the environment. With ``average`` and
+neither, it runs the candidates' mean plan (row by row), which cancels the sampler's noise
+around the model's expected plan; the conditioned first state stays exact.
 
 With an inverse dynamics model, the ``k`` executed actions are not the planned ones
 but those linking consecutive planned states, ``a_i = f^-1(s_i, s_{i+1})`` with
@@ -77,6 +79,10 @@ class DiffusionPlanner:
             or ``value_net``.
         consistency_keep: with both, the fraction of most consistent candidates the value
             network chooses from.
+        consistency_rows: transitions of each candidate checked for consistency (default
+            ``effective_window``, the ones that will run).
+        simulate_tracking: check consistency by following the plan in the forward model
+            with inverse-dynamics actions (needs ``track_states``).
         inverse_dynamics: derive the executed actions from the planned states.
         track_states: with ``inverse_dynamics``, derive each action from the real current
             state and the next planned state (module docstring).
@@ -99,6 +105,8 @@ class DiffusionPlanner:
         value_net: nn.Module | None = None,
         consistency: ConsistencyError | None = None,
         consistency_keep: float = 0.25,
+        consistency_rows: int | None = None,
+        simulate_tracking: bool = False,
         inverse_dynamics: ActionsFromStates | None = None,
         track_states: bool = False,
         guide: Guide | None = None,
@@ -145,6 +153,16 @@ class DiffusionPlanner:
             )
         if not 0 < consistency_keep <= 1:
             raise ValueError(f"consistency_keep must be in (0, 1], got {consistency_keep}")
+        if consistency_rows is not None and not 1 <= consistency_rows <= horizon - 1:
+            raise ValueError(
+                f"consistency rows must be in 1..{horizon - 1} for horizon {horizon}, "
+                f"got {consistency_rows}"
+            )
+        if simulate_tracking and not (track_states and consistency is not None):
+            raise ValueError(
+                "simulating the tracking (--planning.consistency.simulate-tracking) needs a "
+                "forward dynamics model (--dynamics) and --planning.track-states"
+            )
         for model in (consistency, inverse_dynamics):
             if model is not None:
                 model.check_dims(generator.obs_dim, generator.act_dim)
@@ -162,6 +180,8 @@ class DiffusionPlanner:
             else None
         )
         self.consistency, self.consistency_keep = consistency, consistency_keep
+        self.consistency_rows = consistency_rows or effective_window
+        self.simulate_tracking = simulate_tracking
         self.inverse_dynamics, self.track_states = inverse_dynamics, track_states
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
@@ -227,7 +247,7 @@ class DiffusionPlanner:
                 steps = torch.zeros(len(normed), dtype=torch.long, device=normed.device)
                 scores = self._score(normed, steps).reshape(count, num)
         if self.consistency is not None:
-            errors = self.consistency(flat, self.effective_window).reshape(count, num)
+            errors = self._consistency_errors(flat).reshape(count, num)
             if self._score is None:
                 return errors.argmin(dim=1)
             # only the most consistent candidates may win on value
@@ -235,6 +255,20 @@ class DiffusionPlanner:
             cutoff = errors.kthvalue(keep, dim=1, keepdim=True).values
             scores = scores.masked_fill(errors > cutoff, -math.inf)
         return scores.argmax(dim=1)
+
+    def _consistency_errors(self, plans: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` forward-model errors of ``plans (B, H, D)`` (raw units)."""
+        assert self.consistency is not None
+        if not self.simulate_tracking:
+            return self.consistency(plans, self.consistency_rows)
+        assert self.inverse_dynamics is not None
+        bounds = [
+            None if bound is None else torch.as_tensor(bound, dtype=torch.float32)
+            for bound in (self.action_low, self.action_high)
+        ]
+        return self.consistency.tracking_error(
+            plans, self.consistency_rows, self.inverse_dynamics, *bounds
+        )
 
     def warm_sampler(self) -> SamplerConfig:
         """The sampler of warm plans: ``warm_start.steps`` steps (default: the sampler's)."""
