@@ -31,9 +31,11 @@ import numpy as np
 import torch
 import tyro
 
+from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.normalizers import Normalizer
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import WindowDataset, transitions
+from diffplan.diffusion import TrajectoryGenerator
 from diffplan.planning import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.training import checkpoint as ckpt
@@ -69,6 +71,21 @@ def set_state(env: gym.Env, observation: np.ndarray) -> None:
     env.unwrapped.set_state(qpos, observation[positions:])
 
 
+def restorable_windows(
+    dataset: TrajectoryDataset, generator: TrajectoryGenerator, env: gym.Env, count: int, seed: int
+) -> np.ndarray:
+    """Up to ``count`` data windows ``(n, H, D)`` (raw units, drawn with ``seed``) whose first
+    state the simulator can be put in: observations clip velocities (Walker2d: to +-10),
+    and a state with a clipped one cannot be restored."""
+    windows = WindowDataset(dataset, generator.horizon, normalizer=generator.normalizer)
+    draw = torch.Generator().manual_seed(seed)
+    batch = windows.get_batch(torch.randint(len(windows), (4 * count,), generator=draw))
+    data = generator.normalizer.unnormalize(batch.window).numpy()
+    obs_dim = generator.obs_dim
+    velocities = data[:, 0, obs_dim - env.unwrapped.model.nv : obs_dim]
+    return data[np.abs(velocities).max(axis=1) < VELOCITY_CLIP][:count]
+
+
 def replay(env: gym.Env, start: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, bool]:
     """States ``(n, obs_dim)`` reached by ``actions (n, act_dim)`` from ``start`` (repeating
     the last state after a fall) and whether it fell."""
@@ -88,16 +105,10 @@ def main(options: Options) -> None:
     env = gym.make(meta.dataset["env_id"])
     env.reset(seed=0)
     dataset = load_dataset(options.dataset)
-    windows = WindowDataset(dataset, generator.horizon, normalizer=generator.normalizer)
     # Errors in the data's standard deviations, whatever normaliser the model was trained with.
     state_std = Normalizer.fit(transitions(dataset)[:, : generator.obs_dim]).scale
-    draw = torch.Generator().manual_seed(0)
-    batch = windows.get_batch(torch.randint(len(windows), (4 * options.windows,), generator=draw))
-    data = generator.normalizer.unnormalize(batch.window).numpy()
+    data = restorable_windows(dataset, generator, env, options.windows, seed=0)
     obs_dim = generator.obs_dim
-    # Observations clip velocities (Walker2d: to +-10); such a state cannot be restored.
-    velocities = data[:, 0, obs_dim - env.unwrapped.model.nv : obs_dim]
-    data = data[np.abs(velocities).max(axis=1) < VELOCITY_CLIP][: options.windows]
     plans = generator.sample(
         data[:, 0, :obs_dim],
         sampler=PlanningConfig().sampler,

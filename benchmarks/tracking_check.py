@@ -29,12 +29,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from plan_drift import VELOCITY_CLIP, set_state  # this folder is on the path when run
+from plan_drift import restorable_windows, set_state  # this folder is on the path when run
 from tqdm import tqdm
 
 from diffplan.data.normalizers import Normalizer
 from diffplan.data.sources import load_dataset
-from diffplan.data.windows import WindowDataset, transitions
+from diffplan.data.windows import transitions
 from diffplan.planning import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.training import checkpoint as ckpt
@@ -97,14 +97,10 @@ def main(options: Options) -> None:
     env = gym.make(meta.dataset["env_id"])
     env.reset(seed=options.seed)
     dataset = load_dataset(options.dataset)
-    windows = WindowDataset(dataset, generator.horizon, normalizer=generator.normalizer)
     state_std = Normalizer.fit(transitions(dataset)[:, : generator.obs_dim]).scale
     obs_dim, count = generator.obs_dim, options.candidates
-    draw = torch.Generator().manual_seed(options.seed)
-    batch = windows.get_batch(torch.randint(len(windows), (4 * options.starts,), generator=draw))
-    data = generator.normalizer.unnormalize(batch.window).numpy()
-    velocities = data[:, 0, obs_dim - env.unwrapped.model.nv : obs_dim]
-    starts = data[np.abs(velocities).max(axis=1) < VELOCITY_CLIP][: options.starts, 0, :obs_dim]
+    data = restorable_windows(dataset, generator, env, options.starts, options.seed)
+    starts = data[:, 0, :obs_dim]
     inverse = ActionsFromStates(options.inverse_dynamics)
     forward = ConsistencyError(options.dynamics)
     value_net = load_network(options.value, "value")[0] if options.value else None
