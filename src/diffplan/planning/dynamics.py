@@ -86,7 +86,9 @@ class ConsistencyError(_OneStepModel):
         for row in range(rows):
             action = inverse_dynamics(torch.stack([state, targets[:, row]], dim=1))[:, 0]
             if action_low is not None and action_high is not None:
-                action = torch.clamp(action, action_low, action_high)
+                action = torch.clamp(
+                    action, action_low.to(action.device), action_high.to(action.device)
+                )
             normed = self.net(
                 self.observations.normalize(state), self.actions.normalize(action.to(self.device))
             )
