@@ -23,6 +23,7 @@ normalised units).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,16 +87,23 @@ def restorable_windows(
     return data[np.abs(velocities).max(axis=1) < VELOCITY_CLIP][:count]
 
 
-def replay(env: gym.Env, start: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, bool]:
-    """States ``(n, obs_dim)`` reached by ``actions (n, act_dim)`` from ``start`` (repeating
-    the last state after a fall) and whether it fell."""
+def rollout(
+    env: gym.Env, start: np.ndarray, steps: int, policy: Callable[[np.ndarray, int], np.ndarray]
+) -> tuple[np.ndarray, bool]:
+    """States ``(steps, obs_dim)`` reached from ``start`` taking ``policy(state, i)`` at step
+    ``i`` (the last state repeated after a fall), and whether it fell."""
     set_state(env, start)
-    states, fell = [], False
-    for action in actions:
+    state, states, fell = start, [], False
+    for i in range(steps):
         if not fell:
-            observation, _, fell, _, _ = env.step(action)
-        states.append(observation)
+            state, _, fell, _, _ = env.step(policy(state, i))
+        states.append(state)
     return np.array(states), bool(fell)
+
+
+def replay(env: gym.Env, start: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, bool]:
+    """:func:`rollout` of ``actions (n, act_dim)``, open loop."""
+    return rollout(env, start, len(actions), lambda _, i: actions[i])
 
 
 def main(options: Options) -> None:

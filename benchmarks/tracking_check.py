@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from plan_drift import restorable_windows, set_state  # this folder is on the path when run
+from plan_drift import restorable_windows, rollout  # this folder is on the path when run
 from tqdm import tqdm
 
 from diffplan.data.normalizers import Normalizer
@@ -75,16 +75,13 @@ def track(
 ) -> tuple[np.ndarray, bool]:
     """States ``(n, obs_dim)`` reached following ``targets (n, obs_dim)`` from ``start`` with
     inverse-dynamics actions (the last state repeated after a fall), and whether it fell."""
-    set_state(env, start)
     low, high = env.action_space.low, env.action_space.high
-    state, reached, fell = start, [], False
-    for target in targets:
-        if not fell:
-            pair = torch.as_tensor(np.stack([state, target])[None], dtype=torch.float32)
-            action = np.clip(inverse(pair)[0, 0].numpy(), low, high)
-            state, _, fell, _, _ = env.step(action)
-        reached.append(state)
-    return np.array(reached), bool(fell)
+
+    def follow(state: np.ndarray, i: int) -> np.ndarray:
+        pair = torch.as_tensor(np.stack([state, targets[i]])[None], dtype=torch.float32)
+        return np.clip(inverse(pair)[0, 0].numpy(), low, high)
+
+    return rollout(env, start, len(targets), follow)
 
 
 def main(options: Options) -> None:

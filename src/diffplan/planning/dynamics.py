@@ -82,6 +82,7 @@ class ConsistencyError(_OneStepModel):
         ones. One-step errors miss drift that compounds; this error includes it."""
         targets = plans[:, 1 : rows + 1, : self.obs_dim].to(self.device)
         state = plans[:, 0, : self.obs_dim].to(self.device)
+        normed = self.observations.normalize(state)
         reached = []
         for row in range(rows):
             action = inverse_dynamics(torch.stack([state, targets[:, row]], dim=1))[:, 0]
@@ -89,10 +90,8 @@ class ConsistencyError(_OneStepModel):
                 action = torch.clamp(
                     action, action_low.to(action.device), action_high.to(action.device)
                 )
-            normed = self.net(
-                self.observations.normalize(state), self.actions.normalize(action.to(self.device))
-            )
-            state = self.observations.unnormalize(normed)
+            normed = self.net(normed, self.actions.normalize(action.to(self.device)))
+            state = self.observations.unnormalize(normed)  # the inverse model takes raw states
             reached.append(normed)
         distance = torch.stack(reached, dim=1) - self.observations.normalize(targets)
         return (distance**2).mean(dim=(1, 2)).to(plans.device)
