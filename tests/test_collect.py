@@ -94,6 +94,7 @@ def test_collect_writes_a_dataset_with_provenance(tmp_path):
     source = back.info.source
     assert source["agent_algorithm"] == "SAC" and source["noise"] == "gaussian"
     assert source["sigma"] == 0.03 and source["seed"] == 0 and len(source["agent_sha256"]) == 64
+    assert source["versions"]["numpy"] == np.__version__ and source["cpu"]
     assert back.env_id == "Walker2d-v5"
     # the deterministic SAC agent walks (3910 on v5); with sigma 0.03 both episodes should too
     assert back.info.mean_return > 3000

@@ -183,6 +183,18 @@ def rollout(
     return sorted(finished, key=lambda e: e.id)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else the platform's machine type."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def collect(config: CollectConfig) -> TrajectoryDataset:
     """Run ``diffplan collect``: roll out, record provenance, write ``config.out``."""
     if config.out.exists() and not config.overwrite:
@@ -223,7 +235,11 @@ def collect(config: CollectConfig) -> TrajectoryDataset:
             "gymnasium": version("gymnasium"),
             "mujoco": version("mujoco"),
             "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
         },
+        # the simulator's float rounding follows the CPU: another CPU, another dataset
+        "cpu": cpu_model(),
     }
     dataset = TrajectoryDataset(episodes, env_id=config.env, source=source, name=str(config.out))
     write_minari_dir(dataset, config.out, overwrite=config.overwrite)
