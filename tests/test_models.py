@@ -73,9 +73,12 @@ def test_output_depends_on_diffusion_step() -> None:
 
 def test_windows_are_processed_independently() -> None:
     # GroupNorm, no batch statistics: a window's output does not depend on its batch mates.
+    # Batch statistics would move outputs by O(0.1); float32 kernels chosen per batch size
+    # (they differ between CPUs) move them by O(1e-6).
+    torch.manual_seed(0)
     model = TemporalUnet(8, 5, dim=8, dim_mults=(1, 2, 4, 8))
     x, t = torch.randn(4, 8, 5), torch.tensor([1, 2, 3, 4])
-    torch.testing.assert_close(model(x, t)[:2], model(x[:2], t[:2]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model(x, t)[:2], model(x[:2], t[:2]), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("copy_class", [ChannelsLastUnet, FlatUnet])
