@@ -83,14 +83,15 @@ class ConsistencyError(_OneStepModel):
         targets = plans[:, 1 : rows + 1, : self.obs_dim].to(self.device)
         state = plans[:, 0, : self.obs_dim].to(self.device)
         normed = self.observations.normalize(state)
+        bounded = action_low is not None and action_high is not None
+        if bounded:  # the inverse model returns actions on the states' device, this one's
+            action_low, action_high = action_low.to(self.device), action_high.to(self.device)
         reached = []
         for row in range(rows):
             action = inverse_dynamics(torch.stack([state, targets[:, row]], dim=1))[:, 0]
-            if action_low is not None and action_high is not None:
-                action = torch.clamp(
-                    action, action_low.to(action.device), action_high.to(action.device)
-                )
-            normed = self.net(normed, self.actions.normalize(action.to(self.device)))
+            if bounded:
+                action = torch.clamp(action, action_low, action_high)
+            normed = self.net(normed, self.actions.normalize(action))
             state = self.observations.unnormalize(normed)  # the inverse model takes raw states
             reached.append(normed)
         distance = torch.stack(reached, dim=1) - self.observations.normalize(targets)
