@@ -1,4 +1,4 @@
-"""Evaluation: closed-loop episodes and the report's metrics."""
+"""Evaluation: closed-loop episodes, the report's metrics, and choosing a checkpoint."""
 
 from diffplan.evaluation.metrics import EpisodeResult, SettingMetrics, summarize
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import torch
@@ -122,7 +122,7 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     write_json(
         config.out / "config.json",
         {
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+            "config": config_record(config),
             "git_revision": git_revision(),
             "device": str(device),
             "env_id": env_id,
@@ -170,6 +170,11 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     return results
 
 
+def config_record(config: EvaluateConfig) -> dict[str, Any]:
+    """``config`` as ``config.json`` records it (paths as strings, as JSON reads it back)."""
+    return ckpt.jsonable(asdict(config))
+
+
 def _header(
     config: EvaluateConfig, horizon: int, guided: bool, backend: str, conditioned: bool
 ) -> str:
@@ -208,7 +213,12 @@ def _header(
     if planning.temporal_ensemble > 1:
         text += (
             f" At k = 1 each step's target is the mean of the last {planning.temporal_ensemble}"
-            " plans' predictions for it."
+            " plans' predictions for it"
+            + (
+                f", the plan made j steps ago weighted exp(-{planning.ensemble_decay} j)."
+                if planning.ensemble_decay
+                else "."
+            )
         )
     if config.inverse_dynamics is not None:
         text += f" Executed actions from the inverse dynamics model {config.inverse_dynamics}"
