@@ -59,6 +59,9 @@ class PlanningConfig:
     temporal_ensemble: int = 1
     """At k = 1: each step's target is the mean of what the last N plans predicted for it
     (ACT's temporal ensembling; the planner still replans every step). 1: the newest plan's."""
+    ensemble_decay: float = 0.0
+    """Weights of that mean: the plan made j steps ago counts exp(-m j) (0: equal weights;
+    > 0 trusts the newer plans more, < 0 the older ones)."""
     track_states: bool = False
     """With an inverse dynamics model (evaluate --inverse-dynamics): derive each action from
     the real current state and the next planned state (feedback), not from the plan alone."""
@@ -120,6 +123,7 @@ class PlanningConfig:
             sampler=self.sampler,
             warm_start=self.warm_start,
             temporal_ensemble=self.temporal_ensemble if effective_window == 1 else 1,
+            ensemble_decay=self.ensemble_decay,
             action_low=action_low,
             action_high=action_high,
             seed=seed,

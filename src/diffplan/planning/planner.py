@@ -28,7 +28,9 @@ With ``temporal_ensemble = n > 1`` (``k = 1`` only), the step's target is the me
 the environment's last ``n`` plans predicted for it (ACT's temporal ensembling, Zhao et
 al. 2023): the plan made ``j`` steps ago contributes its row ``j + 1`` state (tracked) or
 its row ``j`` action (planned actions). The planner still replans every step, but its
-targets keep a memory of the earlier plans.
+targets keep a memory of the earlier plans. With ``ensemble_decay = m`` the mean is
+weighted, the plan made ``j`` steps ago by ``exp(-m j)``: ``m > 0`` trusts the newer plans
+more, ``m < 0`` the older ones (ACT weights the oldest most).
 
 With a warm start, a replan does not start from pure noise: the environment's last
 plan, shifted by the ``k`` rows already executed (its last row repeated to fill the
@@ -91,6 +93,7 @@ class DiffusionPlanner:
         warm_start: start replans from the last plan (module docstring); default: cold.
         temporal_ensemble: average each step's target over this many of the last plans
             (module docstring); needs ``effective_window = 1``.
+        ensemble_decay: weight of the plan made ``j`` steps ago in that mean, ``exp(-m j)``.
         action_low, action_high: ``(act_dim,)`` bounds the actions are clipped to.
         seed: seeds the sampler's noise.
     """
@@ -113,6 +116,7 @@ class DiffusionPlanner:
         sampler: SamplerConfig | None = None,
         warm_start: WarmStart | None = None,
         temporal_ensemble: int = 1,
+        ensemble_decay: float = 0.0,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
         seed: int = 0,
@@ -146,6 +150,8 @@ class DiffusionPlanner:
             )
         if temporal_ensemble > 1 and effective_window != 1:
             raise ValueError("temporal ensembling averages plans made every step: it needs k = 1")
+        if not math.isfinite(ensemble_decay):
+            raise ValueError(f"ensemble decay must be a finite number, got {ensemble_decay}")
         if temporal_ensemble > 1 and inverse_dynamics is not None and not track_states:
             raise ValueError(
                 "temporal ensembling averages planned actions or tracked states; with "
@@ -186,6 +192,8 @@ class DiffusionPlanner:
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.average, self.temporal_ensemble = average, temporal_ensemble
+        # (n,) weight of the plan made j steps ago in the temporal ensemble's mean
+        self._ensemble_weights = torch.exp(-ensemble_decay * torch.arange(temporal_ensemble))
         self.action_low, self.action_high = action_low, action_high
         self.torch_generator = torch.Generator(device=generator.device).manual_seed(seed)
         self.plans_made = 0
@@ -340,9 +348,10 @@ class DiffusionPlanner:
         )
 
     def _ensembled(self, env_ids: np.ndarray, row_offset: int) -> torch.Tensor:
-        """``(N, D)``: the mean over the last plans of the row each made for this step (the
-        plan made ``j`` steps ago: row ``j + row_offset``)."""
+        """``(N, D)``: the weighted mean over the last plans of the row each made for this
+        step (the plan made ``j`` steps ago: row ``j + row_offset``)."""
         ages = torch.arange(self.temporal_ensemble)
         rows = self._recent[env_ids][:, ages, ages + row_offset]  # (N, n, D)
         known = torch.as_tensor(self._num_recent[env_ids])[:, None] > ages  # (N, n)
-        return (rows * known[..., None]).sum(dim=1) / known.sum(dim=1, keepdim=True)
+        weights = known * self._ensemble_weights  # (N, n)
+        return (rows * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True)
