@@ -168,47 +168,35 @@ def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
     assert guided.num_candidates == 8 and not guided.average
 
 
-def test_temporal_ensembling_runs_the_mean_of_the_planned_actions_for_the_step():
-    planner = DiffusionPlanner(tiny_generator(), temporal_ensemble=4, seed=2)
+@pytest.mark.parametrize("decay", [0.0, 0.7, -0.5])
+def test_temporal_ensembling_runs_the_weighted_mean_of_the_planned_actions(decay):
+    planner = PlanningConfig(temporal_ensemble=4, ensemble_decay=decay).make_planner(
+        tiny_generator(), 1, seed=2
+    )
     planner.reset(3)
     observations = np.random.default_rng(3).normal(size=(3, OBS)).astype(np.float32)
     plans = []
     for step in range(6):
         action = planner.act(observations)
         plans.append(planner.last_plans)
-        # the plan made j steps ago planned this step's action in its row j
-        planned = [plans[step - j][:, j, OBS:] for j in range(min(step + 1, 4))]
-        np.testing.assert_allclose(action, torch.stack(planned).mean(0).numpy(), atol=1e-6)
+        # the plan made j steps ago planned this step's action in its row j, weight exp(-m j)
+        ages = range(min(step + 1, 4))
+        planned = torch.stack([plans[step - j][:, j, OBS:] for j in ages])  # (n, N, act)
+        weights = torch.tensor([math.exp(-decay * j) for j in ages])[:, None, None]
+        expected = (weights * planned).sum(0) / weights.sum()
+        np.testing.assert_allclose(action, expected.numpy(), atol=1e-6)
+        if decay and step >= 1:  # unequal weights: not the plain mean
+            assert not np.allclose(action, planned.mean(0).numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="needs k = 1"):
         DiffusionPlanner(tiny_generator(), effective_window=2, temporal_ensemble=2)
     with pytest.raises(ValueError, match=r"must be in 1\.\.7 plans"):
         DiffusionPlanner(tiny_generator(), temporal_ensemble=8)
+    with pytest.raises(ValueError, match="finite"):
+        DiffusionPlanner(tiny_generator(), temporal_ensemble=2, ensemble_decay=float("nan"))
     # the option applies at k = 1 only, so that one config serves a sweep of windows
     config = PlanningConfig(temporal_ensemble=4)
     assert config.make_planner(tiny_generator(), 1).temporal_ensemble == 4
     assert config.make_planner(tiny_generator(), 3).temporal_ensemble == 1
-
-
-@pytest.mark.parametrize("decay", [0.7, -0.5])
-def test_ensemble_decay_weights_the_plans_by_their_age(decay):
-    planner = PlanningConfig(temporal_ensemble=3, ensemble_decay=decay).make_planner(
-        tiny_generator(), 1, seed=4
-    )
-    planner.reset(2)
-    observations = np.random.default_rng(5).normal(size=(2, OBS)).astype(np.float32)
-    plans = []
-    for step in range(5):
-        action = planner.act(observations)
-        plans.append(planner.last_plans)
-        ages = range(min(step + 1, 3))
-        weights = torch.tensor([math.exp(-decay * j) for j in ages])
-        planned = torch.stack([plans[step - j][:, j, OBS:] for j in ages])  # (n, N, act)
-        expected = (weights[:, None, None] * planned).sum(0) / weights.sum()
-        np.testing.assert_allclose(action, expected.numpy(), atol=1e-6)
-        if step >= 1:  # unequal weights: not the plain mean
-            assert not np.allclose(action, planned.mean(0).numpy(), atol=1e-4)
-    with pytest.raises(ValueError, match="finite"):
-        DiffusionPlanner(tiny_generator(), temporal_ensemble=2, ensemble_decay=float("nan"))
 
 
 def test_candidates_are_chosen_by_value():

@@ -118,7 +118,7 @@ def _checkpoints(run: Path, steps: tuple[int, ...]) -> list[Path]:
         raise ValueError(
             f"{run} keeps no checkpoint at step(s) {missing}; it keeps {sorted(by_step)}"
         )
-    return [by_step[s] for s in sorted(steps)] if steps else found
+    return [by_step[s] for s in sorted(set(steps))] if steps else found
 
 
 def _evaluate_config(config: SelectCheckpointConfig, checkpoint: Path, out: Path) -> EvaluateConfig:
