@@ -193,6 +193,8 @@ def test_temporal_ensembling_runs_the_weighted_mean_of_the_planned_actions(decay
         DiffusionPlanner(tiny_generator(), temporal_ensemble=8)
     with pytest.raises(ValueError, match="finite"):
         DiffusionPlanner(tiny_generator(), temporal_ensemble=2, ensemble_decay=float("nan"))
+    with pytest.raises(ValueError, match=r"decay must be a finite number >= -20 for 5 plans"):
+        DiffusionPlanner(tiny_generator(), temporal_ensemble=5, ensemble_decay=-21.0)
     # the option applies at k = 1 only, so that one config serves a sweep of windows
     config = PlanningConfig(temporal_ensemble=4)
     assert config.make_planner(tiny_generator(), 1).temporal_ensemble == 4

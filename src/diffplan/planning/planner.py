@@ -150,8 +150,11 @@ class DiffusionPlanner:
             )
         if temporal_ensemble > 1 and effective_window != 1:
             raise ValueError("temporal ensembling averages plans made every step: it needs k = 1")
-        if not math.isfinite(ensemble_decay):
-            raise ValueError(f"ensemble decay must be a finite number, got {ensemble_decay}")
+        if not math.isfinite(ensemble_decay) or -ensemble_decay * (temporal_ensemble - 1) > 80:
+            raise ValueError(
+                f"ensemble decay must be a finite number >= {-80 / max(temporal_ensemble - 1, 1):g}"
+                f" for {temporal_ensemble} plans (weights up to e^80), got {ensemble_decay}"
+            )
         if temporal_ensemble > 1 and inverse_dynamics is not None and not track_states:
             raise ValueError(
                 "temporal ensembling averages planned actions or tracked states; with "
