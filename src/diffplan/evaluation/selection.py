@@ -84,8 +84,7 @@ def select_checkpoint(config: SelectCheckpointConfig) -> CheckpointScore:
     """Run ``diffplan select-checkpoint`` (module docstring); returns the chosen checkpoint."""
     candidates = _checkpoints(config.run, config.steps)
     scores = []
-    for number, checkpoint in enumerate(candidates, 1):
-        step = ckpt.read_header(checkpoint)["step"]
+    for number, (step, checkpoint) in enumerate(candidates, 1):
         evaluation = _evaluate_config(config, checkpoint, config.out / checkpoint.name)
         reused = _finished(evaluation)
         print(
@@ -106,7 +105,8 @@ def select_checkpoint(config: SelectCheckpointConfig) -> CheckpointScore:
     return chosen
 
 
-def _checkpoints(run: Path, steps: tuple[int, ...]) -> list[Path]:
+def _checkpoints(run: Path, steps: tuple[int, ...]) -> list[tuple[int, Path]]:
+    """``(training step, checkpoint)`` of the run's checkpoints at ``steps`` (all if empty)."""
     found = ckpt.checkpoints(run)
     if not found:
         raise FileNotFoundError(
@@ -118,7 +118,7 @@ def _checkpoints(run: Path, steps: tuple[int, ...]) -> list[Path]:
         raise ValueError(
             f"{run} keeps no checkpoint at step(s) {missing}; it keeps {sorted(by_step)}"
         )
-    return [by_step[s] for s in sorted(set(steps))] if steps else found
+    return [(s, by_step[s]) for s in sorted(set(steps) if steps else by_step)]
 
 
 def _evaluate_config(config: SelectCheckpointConfig, checkpoint: Path, out: Path) -> EvaluateConfig:
