@@ -14,6 +14,7 @@ from diffplan.data import Normalizer
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import DDPMScheduler, TrajectoryGenerator
 from diffplan.models import TemporalUnet
+from diffplan.planning import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.training import OptimConfig, TrainDynamicsConfig, train_dynamics
@@ -115,13 +116,15 @@ def test_planner_executes_the_inverse_dynamics_actions(dynamics_runs, k):
     assert not np.allclose(expected, plans[:, :k, 2:].numpy())
 
 
-def test_tracking_derives_each_action_from_the_real_state(dynamics_runs):
+@pytest.mark.parametrize("gain", [1.0, 0.25, 0.0])
+def test_tracking_derives_each_action_from_the_real_state(dynamics_runs, gain):
     inverse = ActionsFromStates(dynamics_runs["inverse"])
     planner = DiffusionPlanner(
         toy_generator(dynamics_runs["inverse"]),
         effective_window=3,
         inverse_dynamics=inverse,
         track_states=True,
+        tracking_gain=gain,
     )
     planner.reset(2)
     # the real states drift away from the plan: every action aims at the next planned state
@@ -133,11 +136,30 @@ def test_tracking_derives_each_action_from_the_real_state(dynamics_runs):
         reached.append(reached[-1] + np.float32(0.3 * step))
         actions.append(planner.act(reached[-1]))
     for i, (state, action) in enumerate(zip(reached, actions, strict=True)):
-        pair = torch.stack([torch.as_tensor(state), plans[:, i + 1, :2]], dim=1)
-        np.testing.assert_allclose(action, inverse(pair)[:, 0].numpy(), rtol=1e-6, atol=1e-6)
+        # the next planned state, shifted by the part of the gap the gain leaves open
+        gap = torch.as_tensor(state) - plans[:, i, :2]
+        target = plans[:, i + 1, :2] + (1 - gain) * gap
+        pair = torch.stack([torch.as_tensor(state), target], dim=1)
+        np.testing.assert_allclose(action, inverse(pair)[:, 0].numpy(), rtol=1e-5, atol=1e-5)
+        if i > 0 and gain < 1:  # off the plan, a gain below 1 aims elsewhere
+            full = inverse(torch.stack([torch.as_tensor(state), plans[:, i + 1, :2]], dim=1))
+            assert not np.allclose(action, full[:, 0].numpy(), atol=1e-3)
     assert planner.last_plans is plans  # no replan within the window
     with pytest.raises(ValueError, match="needs an inverse dynamics model"):
         DiffusionPlanner(toy_generator(dynamics_runs["inverse"]), track_states=True)
+    with pytest.raises(ValueError, match=r"tracking gain must be in \[0, 1\], got 1\.5"):
+        DiffusionPlanner(
+            toy_generator(dynamics_runs["inverse"]),
+            inverse_dynamics=inverse,
+            track_states=True,
+            tracking_gain=1.5,
+        )
+    with pytest.raises(ValueError, match=r"needs --planning\.track-states"):
+        DiffusionPlanner(
+            toy_generator(dynamics_runs["inverse"]), inverse_dynamics=inverse, tracking_gain=0.5
+        )
+    with pytest.raises(ValueError, match=r"--planning\.tracking-gain must be in \[0, 1\]"):
+        PlanningConfig(track_states=True, tracking_gain=-0.1)
 
 
 def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynamics_runs):
@@ -251,6 +273,7 @@ def test_planner_chooses_the_plan_it_can_track(dynamics_runs):
 
     assert chosen() == 1  # one planned action at a time: the wrong actions look worse
     assert chosen(simulate_tracking=True) == 0
+    assert chosen(simulate_tracking=True, tracking_gain=0.5) == 0
     with pytest.raises(ValueError, match="needs a forward dynamics model"):
         DiffusionPlanner(generator, simulate_tracking=True, consistency=forward)
     with pytest.raises(ValueError, match=r"consistency rows must be in 1\.\.7"):

@@ -65,10 +65,18 @@ class PlanningConfig:
     track_states: bool = False
     """With an inverse dynamics model (evaluate --inverse-dynamics): derive each action from
     the real current state and the next planned state (feedback), not from the plan alone."""
+    tracking_gain: float = 1.0
+    """With --planning.track-states: the fraction of the gap between the real and the planned
+    state that each step asks to close (1: all of it; 0: follow the planned change of state
+    from where the walker is)."""
     returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
     """Classifier-free guidance toward a target return (return-conditioned models only)."""
 
     def __post_init__(self) -> None:
+        if not 0 <= self.tracking_gain <= 1:
+            raise ValueError(
+                f"--planning.tracking-gain must be in [0, 1], got {self.tracking_gain}"
+            )
         if self.average < 1:
             raise ValueError(f"--planning.average must be >= 1, got {self.average}")
         if self.temporal_ensemble < 1:
@@ -113,6 +121,7 @@ class PlanningConfig:
             simulate_tracking=self.consistency.simulate_tracking,
             inverse_dynamics=inverse_dynamics,
             track_states=self.track_states,
+            tracking_gain=self.tracking_gain,
             guide=(
                 ValueGuide(
                     gradient_network(value_net, generator.backend, generator.device), self.guide

@@ -74,13 +74,17 @@ class ConsistencyError(_OneStepModel):
         inverse_dynamics: ActionsFromStates,
         action_low: torch.Tensor | None = None,
         action_high: torch.Tensor | None = None,
+        tracking_gain: float = 1.0,
     ) -> torch.Tensor:
         """``plans (B, H, D), rows n -> (B,)``: follow the planned states ``s_1 .. s_n`` in
         this model as a tracking planner would in the environment (closed loop: each action
-        ``f^-1(reached state, next planned state)``, clipped to the bounds), and return the
-        mean squared distance (normalised units) between the states reached and the planned
-        ones. One-step errors miss drift that compounds; this error includes it."""
-        targets = plans[:, 1 : rows + 1, : self.obs_dim].to(self.device)
+        ``f^-1(reached state, next planned state)``, clipped to the bounds; with a
+        ``tracking_gain`` g < 1 the target is shifted by ``(1 - g)`` times the gap to the
+        planned state, as the planner does), and return the mean squared distance
+        (normalised units) between the states reached and the planned ones. One-step errors
+        miss drift that compounds; this error includes it."""
+        planned = plans[:, : rows + 1, : self.obs_dim].to(self.device)
+        targets = planned[:, 1:]
         state = plans[:, 0, : self.obs_dim].to(self.device)
         normed = self.observations.normalize(state)
         bounded = action_low is not None and action_high is not None
@@ -88,7 +92,8 @@ class ConsistencyError(_OneStepModel):
             action_low, action_high = action_low.to(self.device), action_high.to(self.device)
         reached = []
         for row in range(rows):
-            action = inverse_dynamics(torch.stack([state, targets[:, row]], dim=1))[:, 0]
+            target = targets[:, row] + (1 - tracking_gain) * (state - planned[:, row])
+            action = inverse_dynamics(torch.stack([state, target], dim=1))[:, 0]
             if bounded:
                 action = torch.clamp(action, action_low, action_high)
             normed = self.net(normed, self.actions.normalize(action))

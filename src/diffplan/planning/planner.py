@@ -88,6 +88,8 @@ class DiffusionPlanner:
         inverse_dynamics: derive the executed actions from the planned states.
         track_states: with ``inverse_dynamics``, derive each action from the real current
             state and the next planned state (module docstring).
+        tracking_gain: with ``track_states``, the fraction of the gap to the planned state
+            each step closes, in ``[0, 1]`` (module docstring).
         guide: optional value guidance applied inside the sampler.
         sampler: denoising method and steps (default: the report's 20 DDPM steps).
         warm_start: start replans from the last plan (module docstring); default: cold.
@@ -112,6 +114,7 @@ class DiffusionPlanner:
         simulate_tracking: bool = False,
         inverse_dynamics: ActionsFromStates | None = None,
         track_states: bool = False,
+        tracking_gain: float = 1.0,
         guide: Guide | None = None,
         sampler: SamplerConfig | None = None,
         warm_start: WarmStart | None = None,
@@ -142,6 +145,12 @@ class DiffusionPlanner:
             raise ValueError(
                 "tracking the planned states (--planning.track-states) needs an inverse "
                 "dynamics model (--inverse-dynamics)"
+            )
+        if not 0 <= tracking_gain <= 1:
+            raise ValueError(f"tracking gain must be in [0, 1], got {tracking_gain}")
+        if tracking_gain != 1 and not track_states:
+            raise ValueError(
+                "a tracking gain (--planning.tracking-gain) needs --planning.track-states"
             )
         if not 1 <= temporal_ensemble <= horizon - 1:
             raise ValueError(
@@ -192,6 +201,7 @@ class DiffusionPlanner:
         self.consistency_rows = consistency_rows or effective_window
         self.simulate_tracking = simulate_tracking
         self.inverse_dynamics, self.track_states = inverse_dynamics, track_states
+        self.tracking_gain = tracking_gain
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.average, self.temporal_ensemble = average, temporal_ensemble
@@ -278,7 +288,7 @@ class DiffusionPlanner:
             for bound in (self.action_low, self.action_high)
         ]
         return self.consistency.tracking_error(
-            plans, self.consistency_rows, self.inverse_dynamics, *bounds
+            plans, self.consistency_rows, self.inverse_dynamics, *bounds, self.tracking_gain
         )
 
     def warm_sampler(self) -> SamplerConfig:
@@ -330,9 +340,13 @@ class DiffusionPlanner:
             assert self.inverse_dynamics is not None
             now = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
             if self.temporal_ensemble > 1:
+                planned = self._ensembled(env_ids, row_offset=0)[:, :obs_dim]
                 target = self._ensembled(env_ids, row_offset=1)[:, :obs_dim]
             else:
+                planned = self._plans[env_ids, self._next[env_ids], :obs_dim]
                 target = self._plans[env_ids, self._next[env_ids] + 1, :obs_dim]
+            if self.tracking_gain < 1:  # close only part of the gap to the plan
+                target = target + (1 - self.tracking_gain) * (now - planned)
             chosen = self.inverse_dynamics(torch.stack([now, target], dim=1))[:, 0].numpy()
         elif self.temporal_ensemble > 1:
             chosen = self._ensembled(env_ids, row_offset=0)[:, obs_dim:].numpy()
