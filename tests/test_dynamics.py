@@ -162,13 +162,15 @@ def test_tracking_derives_each_action_from_the_real_state(dynamics_runs, gain):
         PlanningConfig(track_states=True, tracking_gain=-0.1)
 
 
-def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynamics_runs):
+@pytest.mark.parametrize("gain", [1.0, 0.5])
+def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynamics_runs, gain):
     inverse = ActionsFromStates(dynamics_runs["inverse"])
     planner = DiffusionPlanner(
         toy_generator(dynamics_runs["inverse"]),
         inverse_dynamics=inverse,
         track_states=True,
         temporal_ensemble=3,
+        tracking_gain=gain,
     )
     planner.reset(2)
     state = np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)
@@ -177,8 +179,11 @@ def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynam
         action = planner.act(state)
         plans.append(planner.last_plans)
         # the plan made j steps ago predicted this step's next state in its row j + 1
-        predictions = [plans[step - j][:, j + 1, :2] for j in range(min(step + 1, 3))]
-        target = torch.stack(predictions).mean(dim=0)
+        ages = range(min(step + 1, 3))
+        target = torch.stack([plans[step - j][:, j + 1, :2] for j in ages]).mean(dim=0)
+        # and of this step's state in row j; a gain below 1 aims off by part of the gap
+        planned = torch.stack([plans[step - j][:, j, :2] for j in ages]).mean(dim=0)
+        target = target + (1 - gain) * (torch.as_tensor(state) - planned)
         pair = torch.stack([torch.as_tensor(state), target], dim=1)
         np.testing.assert_allclose(action, inverse(pair)[:, 0].numpy(), rtol=1e-5, atol=1e-5)
         state = state + np.float32(0.2)

@@ -339,14 +339,10 @@ class DiffusionPlanner:
         if self.track_states:
             assert self.inverse_dynamics is not None
             now = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
-            if self.temporal_ensemble > 1:
-                planned = self._ensembled(env_ids, row_offset=0)[:, :obs_dim]
-                target = self._ensembled(env_ids, row_offset=1)[:, :obs_dim]
-            else:
-                planned = self._plans[env_ids, self._next[env_ids], :obs_dim]
-                target = self._plans[env_ids, self._next[env_ids] + 1, :obs_dim]
+            target = self._planned_state(env_ids, ahead=1)
             if self.tracking_gain < 1:  # close only part of the gap to the plan
-                target = target + (1 - self.tracking_gain) * (now - planned)
+                gap = now - self._planned_state(env_ids, ahead=0)
+                target = target + (1 - self.tracking_gain) * gap
             chosen = self.inverse_dynamics(torch.stack([now, target], dim=1))[:, 0].numpy()
         elif self.temporal_ensemble > 1:
             chosen = self._ensembled(env_ids, row_offset=0)[:, obs_dim:].numpy()
@@ -356,6 +352,14 @@ class DiffusionPlanner:
         if self.action_low is not None and self.action_high is not None:
             chosen = np.clip(chosen, self.action_low, self.action_high)
         return chosen
+
+    def _planned_state(self, env_ids: np.ndarray, ahead: int) -> torch.Tensor:
+        """``(N, obs_dim)``: the state planned ``ahead`` steps after the current one (with
+        the temporal ensemble: the mean of the last plans' predictions for it)."""
+        obs_dim = self.generator.obs_dim
+        if self.temporal_ensemble > 1:
+            return self._ensembled(env_ids, row_offset=ahead)[:, :obs_dim]
+        return self._plans[env_ids, self._next[env_ids] + ahead, :obs_dim]
 
     def _remember(self, plans: torch.Tensor, env_ids: np.ndarray) -> None:
         """Push the new plans ``(N, H, D)`` in front of the environments' last plans."""
