@@ -101,3 +101,85 @@ class ConsistencyError(_OneStepModel):
             reached.append(normed)
         distance = torch.stack(reached, dim=1) - self.observations.normalize(targets)
         return (distance**2).mean(dim=(1, 2)).to(plans.device)
+
+
+class LookaheadTracking:
+    """Choose each tracked action by looking a few steps ahead in a forward model.
+
+    The inverse model's action aims at the next planned state in one step; near it,
+    ``candidates - 1`` perturbed actions (Gaussian, ``noise`` in raw action units) are
+    tried too. Each candidate is followed for ``steps`` steps in the forward model, the later
+    actions from the inverse model toward the next planned states (with the tracking gain,
+    as the planner does), and the candidate whose simulated states stay closest to the
+    plan's (mean squared distance, normalised units) is executed. Candidate 0 is the inverse
+    model's own action, so with ``candidates = 1`` this is plain tracking.
+    """
+
+    def __init__(
+        self,
+        forward: ConsistencyError,
+        *,
+        steps: int = 4,
+        candidates: int = 32,
+        noise: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if steps < 1 or candidates < 1 or not noise >= 0:
+            raise ValueError(
+                "look-ahead tracking needs steps >= 1, candidates >= 1 and noise >= 0, got "
+                f"{steps}, {candidates}, {noise}"
+            )
+        self.forward, self.steps, self.candidates, self.noise = forward, steps, candidates, noise
+        self.torch_generator = torch.Generator().manual_seed(seed)
+
+    @torch.inference_mode()
+    def choose(
+        self,
+        state: torch.Tensor,
+        planned: torch.Tensor,
+        valid: torch.Tensor,
+        inverse_dynamics: ActionsFromStates,
+        *,
+        tracking_gain: float = 1.0,
+        action_low: torch.Tensor | None = None,
+        action_high: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``state (N, obs_dim)``, the planned states from the current one on ``planned (N,
+        steps + 1, obs_dim)`` and which of the ``steps`` ahead exist in the plan ``valid (N,
+        steps)`` (raw units) -> the action to execute ``(N, act_dim)``."""
+        count, num = len(state), self.candidates
+        model = self.forward
+
+        def aim(now: torch.Tensor, row: int) -> torch.Tensor:
+            """Inverse-dynamics actions ``(B, act_dim)`` from ``now (B, obs_dim)``, every
+            candidate of an environment in turn, toward planned row ``row + 1``."""
+            plan = planned.repeat_interleave(len(now) // count, dim=0)
+            target = plan[:, row + 1] + (1 - tracking_gain) * (now - plan[:, row])
+            action = inverse_dynamics(torch.stack([now, target], dim=1))[:, 0]
+            if action_low is not None and action_high is not None:
+                action = torch.clamp(action, action_low, action_high)
+            return action
+
+        first = aim(state, 0)
+        tried = first[:, None].repeat(1, num, 1)  # (N, C, act_dim)
+        perturbation = torch.randn(tried[:, 1:].shape, generator=self.torch_generator)
+        tried[:, 1:] += self.noise * perturbation.to(tried.device)
+        if action_low is not None and action_high is not None:
+            tried = torch.clamp(tried, action_low, action_high)
+        now = state.repeat_interleave(num, dim=0)  # (N C, obs_dim)
+        action = tried.flatten(0, 1)
+        goals = model.observations.normalize(planned[:, 1:].to(model.device))
+        error = torch.zeros(count * num, device=model.device)
+        for row in range(self.steps):
+            if row > 0:
+                action = aim(now, row)
+            normed = model.net(
+                model.observations.normalize(now.to(model.device)),
+                model.actions.normalize(action.to(model.device)),
+            )
+            goal = goals[:, row].repeat_interleave(num, dim=0)
+            counted = valid[:, row].repeat_interleave(num).to(model.device)
+            error += ((normed - goal) ** 2).mean(dim=1) * counted
+            now = model.observations.unnormalize(normed).to(state.device)
+        best = error.reshape(count, num).argmin(dim=1).to(tried.device)
+        return tried[torch.arange(count), best]
