@@ -15,7 +15,7 @@ from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import DDPMScheduler, TrajectoryGenerator
 from diffplan.models import TemporalUnet
 from diffplan.planning import PlanningConfig
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError, LookaheadTracking
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.training import OptimConfig, TrainDynamicsConfig, train_dynamics
 from diffplan.training import checkpoint as ckpt
@@ -283,81 +283,6 @@ def test_planner_chooses_the_plan_it_can_track(dynamics_runs):
         DiffusionPlanner(generator, simulate_tracking=True, consistency=forward)
     with pytest.raises(ValueError, match=r"consistency rows must be in 1\.\.7"):
         DiffusionPlanner(generator, consistency=forward, consistency_rows=8)
-
-
-class BiasedInverse(ActionsFromStates):
-    """The trained inverse model with ``bias`` added to every action: a tracker that misses."""
-
-    def __init__(self, path: Path, bias: float) -> None:
-        super().__init__(path)
-        self.bias = bias
-
-    def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        return super().__call__(states) + self.bias
-
-
-def test_lookahead_tracking_corrects_a_biased_inverse_model(dynamics_runs):
-    forward = ConsistencyError(dynamics_runs["forward"])
-    biased = BiasedInverse(dynamics_runs["inverse"], bias=0.4)
-    rng = np.random.default_rng(3)
-    plans = np.stack(
-        [toy_plan(list(rng.uniform(-1, 1, 2)), rng.uniform(-0.5, 0.5, (5, 1))) for _ in range(64)]
-    )
-    planned = torch.as_tensor(plans[:, :, :2], dtype=torch.float32)  # (64, 5, 2)
-    state = planned[:, 0]
-    valid = torch.ones(64, 4, dtype=torch.bool)
-
-    def true_miss(steps: int, candidates: int) -> np.ndarray:
-        """Distance of the true next state from the planned one under the chosen action."""
-        lookahead = LookaheadTracking(forward, steps=steps, candidates=candidates, noise=0.3)
-        action = lookahead.choose(state, planned, valid, biased).numpy()
-        return np.linalg.norm(step(state.numpy(), action) - plans[:, 1, :2], axis=1)
-
-    plain = true_miss(steps=1, candidates=1)
-    np.testing.assert_allclose(plain, 0.2 * 0.4, atol=0.02)  # the bias moves s' by 0.2 * 0.4
-    for steps in (1, 4):
-        corrected = true_miss(steps=steps, candidates=64)
-        assert np.median(corrected) < 0.5 * np.median(plain), (steps, corrected, plain)
-    with pytest.raises(ValueError, match="steps >= 1, candidates >= 1 and noise >= 0"):
-        LookaheadTracking(forward, steps=0)
-
-
-def test_planner_tracks_with_lookahead(dynamics_runs):
-    forward = ConsistencyError(dynamics_runs["forward"])
-    inverse = ActionsFromStates(dynamics_runs["inverse"])
-    generator = toy_generator(dynamics_runs["inverse"])
-    states = np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)
-
-    def run(k: int, lookahead: LookaheadTracking | None, **options: object) -> np.ndarray:
-        planner = DiffusionPlanner(
-            generator,
-            effective_window=k,
-            inverse_dynamics=inverse,
-            track_states=True,
-            tracking_gain=0.5,
-            lookahead=lookahead,
-            **options,
-        )
-        planner.reset(2)
-        # the two environments replan at different steps from the third action on
-        actions = [planner.act(states + 0.1 * i, np.array([0, 1])) for i in range(2 * k)]
-        actions += [planner.act(states[:1] + 0.1 * i, np.array([0])) for i in range(3)]
-        return np.concatenate(actions)
-
-    for k, options in ((7, {}), (1, {"temporal_ensemble": 3})):
-        plain = run(k, None, **options)
-        one_candidate = LookaheadTracking(forward, steps=4, candidates=1)
-        np.testing.assert_array_equal(run(k, one_candidate, **options), plain)
-        # 4 steps ahead run past the end of an H = 8 plan at k = 7: those rows are not scored
-        looked_ahead = run(k, LookaheadTracking(forward, steps=4, candidates=16), **options)
-        assert looked_ahead.shape == plain.shape and np.isfinite(looked_ahead).all()
-        assert not np.allclose(looked_ahead, plain)
-    with pytest.raises(ValueError, match=r"look-ahead tracking .* needs --planning\.track-states"):
-        DiffusionPlanner(generator, inverse_dynamics=inverse, lookahead=one_candidate)
-    with pytest.raises(ValueError, match="one was given without the other"):
-        PlanningConfig(track_states=True).make_planner(
-            generator, 1, inverse_dynamics=inverse, tracking_dynamics=forward
-        )
 
 
 def test_dynamics_checkpoints_are_checked(dynamics_runs, tiny_dataset, tmp_path):

@@ -49,9 +49,6 @@ class EvaluateConfig:
     inverse_dynamics: Path | None = None
     """Inverse dynamics model (`diffplan train-dynamics --kind inverse` run): execute the
     actions linking consecutive planned states instead of the planned actions."""
-    tracking_dynamics: Path | None = None
-    """Forward dynamics model for look-ahead tracking (--planning.lookahead.steps): each
-    tracked action is chosen by following the plan a few steps in it."""
     windows: tuple[int, ...] = ()
     """Effective windows k to sweep (actions run per plan); default 1 .. H-1, or none
     when --guided-windows is given."""
@@ -115,11 +112,6 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
         if config.inverse_dynamics
         else None
     )
-    tracking_dynamics = (
-        ConsistencyError(config.tracking_dynamics, device=device)
-        if config.tracking_dynamics
-        else None
-    )
     env = gym.make(env_id)
     low, high = env.action_space.low, env.action_space.high
     env.close()
@@ -146,7 +138,6 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             value_net=value_net if guided else None,
             consistency=consistency,
             inverse_dynamics=inverse_dynamics,
-            tracking_dynamics=tracking_dynamics,
             action_low=low,
             action_high=high,
             seed=config.seed,
@@ -235,15 +226,6 @@ def _header(
             ", each from the real state and the next planned state."
             if planning.track_states
             else ", derived from the planned states."
-        )
-        if planning.tracking_gain < 1:
-            text += f" Tracking gain {planning.tracking_gain}."
-    if config.tracking_dynamics is not None:
-        ahead = planning.lookahead
-        text += (
-            f" Each tracked action is the best of {ahead.candidates} (the inverse model's and "
-            f"perturbations of σ = {ahead.noise}) at following the plan {ahead.steps} steps "
-            f"in the forward model {config.tracking_dynamics}."
         )
     if guided:
         guide = planning.guide

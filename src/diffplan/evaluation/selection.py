@@ -54,8 +54,6 @@ class SelectCheckpointConfig:
     """Forward dynamics model for plan selection by consistency (as in evaluate)."""
     inverse_dynamics: Path | None = None
     """Inverse dynamics model: execute actions derived from the planned states."""
-    tracking_dynamics: Path | None = None
-    """Forward dynamics model for look-ahead tracking (as in evaluate)."""
     planning: PlanningConfig = field(default_factory=PlanningConfig)
     """The planner every checkpoint is evaluated with."""
     weights: Literal["ema", "model"] = "ema"
@@ -131,7 +129,6 @@ def _evaluate_config(config: SelectCheckpointConfig, checkpoint: Path, out: Path
         value=config.value,
         dynamics=config.dynamics,
         inverse_dynamics=config.inverse_dynamics,
-        tracking_dynamics=config.tracking_dynamics,
         windows=() if guided else (config.window,),
         guided_windows=(config.window,) if guided else (),
         episodes=config.episodes,

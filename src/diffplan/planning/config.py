@@ -10,7 +10,7 @@ from torch import nn
 from diffplan.diffusion.backends import Backend, gradient_network
 from diffplan.diffusion.guidance import ReturnGuidanceConfig
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError, LookaheadTracking
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.guides import GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner, WarmStart
 
@@ -31,27 +31,6 @@ class ConsistencyConfig:
     """With --planning.track-states: follow each candidate's states in the forward model with
     the inverse dynamics model's actions, closed loop, as the walker will, instead of
     checking each planned action one step at a time."""
-
-
-@dataclass
-class LookaheadConfig:
-    """Look-ahead tracking (with --planning.track-states and a forward model, evaluate
-    --tracking-dynamics): each step's action is chosen among the inverse model's and
-    perturbed ones by following the plan a few steps in the forward model."""
-
-    steps: int = 0
-    """Steps each candidate action is followed in the forward model (0: off, plain tracking)."""
-    candidates: int = 32
-    """Actions tried per step: the inverse model's and this many minus one perturbed."""
-    noise: float = 0.1
-    """Standard deviation of the perturbations, in raw action units (Walker2d: -1..1)."""
-
-    def __post_init__(self) -> None:
-        if self.steps < 0 or self.candidates < 1 or not self.noise >= 0:
-            raise ValueError(
-                "--planning.lookahead needs steps >= 0, candidates >= 1 and noise >= 0, got "
-                f"{self.steps}, {self.candidates}, {self.noise}"
-            )
 
 
 @dataclass
@@ -90,9 +69,6 @@ class PlanningConfig:
     """With --planning.track-states: the fraction of the gap between the real and the planned
     state that each step asks to close (1: all of it; 0: follow the planned change of state
     from where the walker is)."""
-    lookahead: LookaheadConfig = field(default_factory=LookaheadConfig)
-    """With --planning.track-states: choose each action by following the plan a few steps in a
-    forward model (needs evaluate --tracking-dynamics); off by default."""
     returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
     """Classifier-free guidance toward a target return (return-conditioned models only)."""
 
@@ -116,37 +92,19 @@ class PlanningConfig:
         value_net: nn.Module | None = None,
         consistency: ConsistencyError | None = None,
         inverse_dynamics: ActionsFromStates | None = None,
-        tracking_dynamics: ConsistencyError | None = None,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
         seed: int = 0,
     ) -> DiffusionPlanner:
         """A planner at window ``k``: value-guided with candidates when ``value_net`` is given;
         choosing consistent candidates with a forward model ``consistency``; else running
-        the mean of ``average`` plans; executing actions derived by ``inverse_dynamics``,
-        chosen by looking ahead in the forward model ``tracking_dynamics``."""
+        the mean of ``average`` plans; executing actions derived by ``inverse_dynamics``."""
         guided = value_net is not None
         if consistency is not None and self.average > 1:
             raise ValueError(
                 "--planning.average and --dynamics both choose what runs from several plans; "
                 "use one of them"
             )
-        if (self.lookahead.steps > 0) != (tracking_dynamics is not None):
-            raise ValueError(
-                "look-ahead tracking needs both --planning.lookahead.steps > 0 and a forward "
-                "dynamics model (--tracking-dynamics); one was given without the other"
-            )
-        lookahead = (
-            LookaheadTracking(
-                tracking_dynamics,
-                steps=self.lookahead.steps,
-                candidates=self.lookahead.candidates,
-                noise=self.lookahead.noise,
-                seed=seed,
-            )
-            if tracking_dynamics is not None
-            else None
-        )
         average = not guided and self.average > 1
         candidates = self.candidates if guided else self.average
         if consistency is not None and not guided:
@@ -164,7 +122,6 @@ class PlanningConfig:
             inverse_dynamics=inverse_dynamics,
             track_states=self.track_states,
             tracking_gain=self.tracking_gain,
-            lookahead=lookahead,
             guide=(
                 ValueGuide(
                     gradient_network(value_net, generator.backend, generator.device), self.guide

@@ -49,7 +49,7 @@ from torch import nn
 
 from diffplan.diffusion.backends import build_denoiser
 from diffplan.diffusion.sampling import Guide, SamplerConfig, TrajectoryGenerator
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError, LookaheadTracking
+from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 
 
 @dataclass
@@ -90,8 +90,6 @@ class DiffusionPlanner:
             state and the next planned state (module docstring).
         tracking_gain: with ``track_states``, the fraction of the gap to the planned state
             each step closes, in ``[0, 1]`` (module docstring).
-        lookahead: with ``track_states``, choose each action among perturbed ones by
-            following the plan a few steps in a forward model (:class:`LookaheadTracking`).
         guide: optional value guidance applied inside the sampler.
         sampler: denoising method and steps (default: the report's 20 DDPM steps).
         warm_start: start replans from the last plan (module docstring); default: cold.
@@ -117,7 +115,6 @@ class DiffusionPlanner:
         inverse_dynamics: ActionsFromStates | None = None,
         track_states: bool = False,
         tracking_gain: float = 1.0,
-        lookahead: LookaheadTracking | None = None,
         guide: Guide | None = None,
         sampler: SamplerConfig | None = None,
         warm_start: WarmStart | None = None,
@@ -155,10 +152,6 @@ class DiffusionPlanner:
             raise ValueError(
                 "a tracking gain (--planning.tracking-gain) needs --planning.track-states"
             )
-        if lookahead is not None and not track_states:
-            raise ValueError(
-                "look-ahead tracking (--planning.lookahead.steps) needs --planning.track-states"
-            )
         if not 1 <= temporal_ensemble <= horizon - 1:
             raise ValueError(
                 f"temporal ensemble must be in 1..{horizon - 1} plans for horizon {horizon}, "
@@ -188,7 +181,7 @@ class DiffusionPlanner:
                 "simulating the tracking (--planning.consistency.simulate-tracking) needs a "
                 "forward dynamics model (--dynamics) and --planning.track-states"
             )
-        for model in (consistency, inverse_dynamics, lookahead and lookahead.forward):
+        for model in (consistency, inverse_dynamics):
             if model is not None:
                 model.check_dims(generator.obs_dim, generator.act_dim)
         self.warm_start = warm_start or WarmStart()
@@ -208,7 +201,7 @@ class DiffusionPlanner:
         self.consistency_rows = consistency_rows or effective_window
         self.simulate_tracking = simulate_tracking
         self.inverse_dynamics, self.track_states = inverse_dynamics, track_states
-        self.tracking_gain, self.lookahead = tracking_gain, lookahead
+        self.tracking_gain = tracking_gain
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.average, self.temporal_ensemble = average, temporal_ensemble
@@ -346,14 +339,11 @@ class DiffusionPlanner:
         if self.track_states:
             assert self.inverse_dynamics is not None
             now = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
-            if self.lookahead is not None:
-                chosen = self._looked_ahead(now, env_ids).numpy()
-            else:
-                target = self._planned_state(env_ids, ahead=1)
-                if self.tracking_gain < 1:  # close only part of the gap to the plan
-                    gap = now - self._planned_state(env_ids, ahead=0)
-                    target = target + (1 - self.tracking_gain) * gap
-                chosen = self.inverse_dynamics(torch.stack([now, target], dim=1))[:, 0].numpy()
+            target = self._planned_state(env_ids, ahead=1)
+            if self.tracking_gain < 1:  # close only part of the gap to the plan
+                gap = now - self._planned_state(env_ids, ahead=0)
+                target = target + (1 - self.tracking_gain) * gap
+            chosen = self.inverse_dynamics(torch.stack([now, target], dim=1))[:, 0].numpy()
         elif self.temporal_ensemble > 1:
             chosen = self._ensembled(env_ids, row_offset=0)[:, obs_dim:].numpy()
         else:
@@ -363,39 +353,9 @@ class DiffusionPlanner:
             chosen = np.clip(chosen, self.action_low, self.action_high)
         return chosen
 
-    def _looked_ahead(self, now: torch.Tensor, env_ids: np.ndarray) -> torch.Tensor:
-        """The action ``(N, act_dim)`` look-ahead tracking chooses from ``now (N, obs_dim)``."""
-        assert self.lookahead is not None and self.inverse_dynamics is not None
-        steps, horizon = self.lookahead.steps, self.generator.horizon
-        # the furthest row ahead that every environment's plan (or every plan of its
-        # ensemble) holds; rows past it repeat it and are not scored
-        if self.temporal_ensemble > 1:
-            furthest = np.full(len(env_ids), horizon - self.temporal_ensemble)
-        else:
-            furthest = horizon - 1 - self._next[env_ids]
-        aheads = np.minimum(np.arange(steps + 1)[None], furthest[:, None])  # (N, steps + 1)
-        planned = torch.stack(
-            [self._planned_state(env_ids, aheads[:, row]) for row in range(steps + 1)], dim=1
-        )
-        valid = torch.as_tensor(np.arange(1, steps + 1)[None] <= furthest[:, None])
-        bounds = [
-            None if bound is None else torch.as_tensor(bound, dtype=torch.float32)
-            for bound in (self.action_low, self.action_high)
-        ]
-        return self.lookahead.choose(
-            now,
-            planned,
-            valid,
-            self.inverse_dynamics,
-            tracking_gain=self.tracking_gain,
-            action_low=bounds[0],
-            action_high=bounds[1],
-        )
-
-    def _planned_state(self, env_ids: np.ndarray, ahead: int | np.ndarray) -> torch.Tensor:
-        """``(N, obs_dim)``: the state planned ``ahead`` (one number, or ``(N,)``) steps after
-        the current one (with the temporal ensemble: the mean of the last plans' predictions
-        for it)."""
+    def _planned_state(self, env_ids: np.ndarray, ahead: int) -> torch.Tensor:
+        """``(N, obs_dim)``: the state planned ``ahead`` steps after the current one (with
+        the temporal ensemble: the mean of the last plans' predictions for it)."""
         obs_dim = self.generator.obs_dim
         if self.temporal_ensemble > 1:
             return self._ensembled(env_ids, row_offset=ahead)[:, :obs_dim]
@@ -408,13 +368,11 @@ class DiffusionPlanner:
             self._num_recent[env_ids] + 1, self.temporal_ensemble
         )
 
-    def _ensembled(self, env_ids: np.ndarray, row_offset: int | np.ndarray) -> torch.Tensor:
+    def _ensembled(self, env_ids: np.ndarray, row_offset: int) -> torch.Tensor:
         """``(N, D)``: the weighted mean over the last plans of the row each made for this
-        step (the plan made ``j`` steps ago: row ``j + row_offset``; one offset or ``(N,)``)."""
+        step (the plan made ``j`` steps ago: row ``j + row_offset``)."""
         ages = torch.arange(self.temporal_ensemble)
-        offsets = torch.as_tensor(row_offset).expand(len(env_ids))[:, None]
-        everyone = torch.arange(len(env_ids))[:, None]
-        rows = self._recent[env_ids][everyone, ages, ages + offsets]  # (N, n, D)
+        rows = self._recent[env_ids][:, ages, ages + row_offset]  # (N, n, D)
         known = torch.as_tensor(self._num_recent[env_ids])[:, None] > ages  # (N, n)
         weights = known * self._ensemble_weights  # (N, n)
         return (rows * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True)
