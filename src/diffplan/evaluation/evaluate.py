@@ -227,6 +227,8 @@ def _header(
             if planning.track_states
             else ", derived from the planned states."
         )
+        if planning.tracking_gain < 1:
+            text += f" Tracking gain {planning.tracking_gain}."
     if guided:
         guide = planning.guide
         text += (
