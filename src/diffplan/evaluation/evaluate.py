@@ -229,6 +229,8 @@ def _header(
         )
         if planning.tracking_gain < 1:
             text += f" Tracking gain {planning.tracking_gain}."
+        if planning.tracking_reach > 1:
+            text += f" Each action aims {planning.tracking_reach} planned steps ahead."
     if guided:
         guide = planning.guide
         text += (

@@ -69,6 +69,10 @@ class PlanningConfig:
     """With --planning.track-states: the fraction of the gap between the real and the planned
     state that each step asks to close (1: all of it; 0: follow the planned change of state
     from where the walker is)."""
+    tracking_reach: int = 1
+    """With --planning.track-states: aim each action at the planned state this many steps
+    ahead (fewer near the plan's end); above 1 needs an inverse model trained with at least
+    that --reach (diffplan train-dynamics --kind inverse --reach M)."""
     returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
     """Classifier-free guidance toward a target return (return-conditioned models only)."""
 
@@ -77,6 +81,8 @@ class PlanningConfig:
             raise ValueError(
                 f"--planning.tracking-gain must be in [0, 1], got {self.tracking_gain}"
             )
+        if self.tracking_reach < 1:
+            raise ValueError(f"--planning.tracking-reach must be >= 1, got {self.tracking_reach}")
         if self.average < 1:
             raise ValueError(f"--planning.average must be >= 1, got {self.average}")
         if self.temporal_ensemble < 1:
@@ -122,6 +128,7 @@ class PlanningConfig:
             inverse_dynamics=inverse_dynamics,
             track_states=self.track_states,
             tracking_gain=self.tracking_gain,
+            tracking_reach=self.tracking_reach,
             guide=(
                 ValueGuide(
                     gradient_network(value_net, generator.backend, generator.device), self.guide

@@ -40,15 +40,36 @@ class _OneStepModel:
 
 
 class ActionsFromStates(_OneStepModel):
-    """Inverse dynamics: ``states (B, n + 1, obs_dim) -> actions (B, n, act_dim)``, raw units."""
+    """Inverse dynamics: ``states (B, n + 1, obs_dim) -> actions (B, n, act_dim)``, raw units.
+
+    A model trained with ``reach`` M > 1 also gives, by :meth:`toward`, the action on the
+    way to a state up to M steps ahead.
+    """
 
     kind = "inverse-dynamics"
+
+    def __init__(self, path: str | Path, *, device: str | torch.device = "cpu") -> None:
+        super().__init__(path, device=device)
+        self.reach: int = getattr(self.net, "reach", 1)
 
     @torch.inference_mode()
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         normed = self.observations.normalize(states.to(self.device))
         actions = self.net(normed[:, :-1], normed[:, 1:])
         return self.actions.unnormalize(actions).to(states.device)
+
+    @torch.inference_mode()
+    def toward(self, state: torch.Tensor, goal: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
+        """``state (B, obs_dim)``, ``goal (B, obs_dim)`` to reach ``ahead (B,)`` steps later
+        (1 .. reach) -> the action to take now ``(B, act_dim)``, raw units."""
+        if int(ahead.max()) > self.reach or int(ahead.min()) < 1:
+            raise ValueError(
+                f"{self.path} was trained to aim 1 to {self.reach} steps ahead, not "
+                f"{int(ahead.min())} to {int(ahead.max())}; train it with --reach"
+            )
+        normed = self.observations.normalize(torch.stack([state, goal], dim=1).to(self.device))
+        actions = self.net(normed[:, :1], normed[:, 1:], ahead.to(self.device)[:, None])
+        return self.actions.unnormalize(actions)[:, 0].to(state.device)
 
 
 class ConsistencyError(_OneStepModel):

@@ -22,7 +22,10 @@ With an inverse dynamics model, the ``k`` executed actions are not the planned o
 but those linking consecutive planned states, ``a_i = f^-1(s_i, s_{i+1})`` with
 ``s_0`` the real observation (Decision Diffuser). With ``track_states`` the ``s_i`` is
 the real observation at every step, not only the first: the planner then follows the
-plan's states with feedback, ``a_i = f^-1(real s_i, planned s_{i+1})``.
+plan's states with feedback, ``a_i = f^-1(real s_i, planned s_{i+1})``; with a
+``tracking_reach`` m > 1 (an inverse model trained with ``reach >= m``) each action aims at
+the planned state m steps ahead, ``f^-1(real s_i, planned s_{i+m}, m)`` (fewer near the end
+of the plan).
 
 With ``temporal_ensemble = n > 1`` (``k = 1`` only), the step's target is the mean of what
 the environment's last ``n`` plans predicted for it (ACT's temporal ensembling, Zhao et
@@ -90,6 +93,8 @@ class DiffusionPlanner:
             state and the next planned state (module docstring).
         tracking_gain: with ``track_states``, the fraction of the gap to the planned state
             each step closes, in ``[0, 1]`` (module docstring).
+        tracking_reach: with ``track_states``, how many steps ahead each action aims
+            (module docstring); needs an inverse model trained with at least that reach.
         guide: optional value guidance applied inside the sampler.
         sampler: denoising method and steps (default: the report's 20 DDPM steps).
         warm_start: start replans from the last plan (module docstring); default: cold.
@@ -115,6 +120,7 @@ class DiffusionPlanner:
         inverse_dynamics: ActionsFromStates | None = None,
         track_states: bool = False,
         tracking_gain: float = 1.0,
+        tracking_reach: int = 1,
         guide: Guide | None = None,
         sampler: SamplerConfig | None = None,
         warm_start: WarmStart | None = None,
@@ -151,6 +157,21 @@ class DiffusionPlanner:
         if tracking_gain != 1 and not track_states:
             raise ValueError(
                 "a tracking gain (--planning.tracking-gain) needs --planning.track-states"
+            )
+        if tracking_reach != 1 and not (track_states and inverse_dynamics is not None):
+            raise ValueError(
+                "a tracking reach (--planning.tracking-reach) needs --planning.track-states"
+            )
+        if inverse_dynamics is not None and not 1 <= tracking_reach <= inverse_dynamics.reach:
+            raise ValueError(
+                f"tracking reach must be in 1..{inverse_dynamics.reach} for the inverse model "
+                f"{inverse_dynamics.path}, got {tracking_reach}; train one with "
+                f"`diffplan train-dynamics --kind inverse --reach {tracking_reach}`"
+            )
+        if tracking_reach > 1 and simulate_tracking:
+            raise ValueError(
+                "simulated tracking follows plans one step at a time: it does not take a "
+                "tracking reach above 1"
             )
         if not 1 <= temporal_ensemble <= horizon - 1:
             raise ValueError(
@@ -201,7 +222,7 @@ class DiffusionPlanner:
         self.consistency_rows = consistency_rows or effective_window
         self.simulate_tracking = simulate_tracking
         self.inverse_dynamics, self.track_states = inverse_dynamics, track_states
-        self.tracking_gain = tracking_gain
+        self.tracking_gain, self.tracking_reach = tracking_gain, tracking_reach
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.average, self.temporal_ensemble = average, temporal_ensemble
@@ -339,11 +360,12 @@ class DiffusionPlanner:
         if self.track_states:
             assert self.inverse_dynamics is not None
             now = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
-            target = self._planned_state(env_ids, ahead=1)
+            ahead = self._steps_aimed_ahead(env_ids)
+            target = self._planned_state(env_ids, ahead)
             if self.tracking_gain < 1:  # close only part of the gap to the plan
                 gap = now - self._planned_state(env_ids, ahead=0)
                 target = target + (1 - self.tracking_gain) * gap
-            chosen = self.inverse_dynamics(torch.stack([now, target], dim=1))[:, 0].numpy()
+            chosen = self.inverse_dynamics.toward(now, target, torch.as_tensor(ahead)).numpy()
         elif self.temporal_ensemble > 1:
             chosen = self._ensembled(env_ids, row_offset=0)[:, obs_dim:].numpy()
         else:
@@ -353,9 +375,19 @@ class DiffusionPlanner:
             chosen = np.clip(chosen, self.action_low, self.action_high)
         return chosen
 
-    def _planned_state(self, env_ids: np.ndarray, ahead: int) -> torch.Tensor:
-        """``(N, obs_dim)``: the state planned ``ahead`` steps after the current one (with
-        the temporal ensemble: the mean of the last plans' predictions for it)."""
+    def _steps_aimed_ahead(self, env_ids: np.ndarray) -> np.ndarray:
+        """``(N,)``: how many steps ahead each environment's tracked action aims: the
+        tracking reach, or fewer where the plan (every plan of the ensemble) ends sooner."""
+        if self.temporal_ensemble > 1:
+            furthest = np.full(len(env_ids), self.generator.horizon - self.temporal_ensemble)
+        else:
+            furthest = self.generator.horizon - 1 - self._next[env_ids]
+        return np.minimum(self.tracking_reach, furthest)
+
+    def _planned_state(self, env_ids: np.ndarray, ahead: int | np.ndarray) -> torch.Tensor:
+        """``(N, obs_dim)``: the state planned ``ahead`` (one number or ``(N,)``) steps after
+        the current one (with the temporal ensemble: the mean of the last plans' predictions
+        for it)."""
         obs_dim = self.generator.obs_dim
         if self.temporal_ensemble > 1:
             return self._ensembled(env_ids, row_offset=ahead)[:, :obs_dim]
@@ -368,11 +400,13 @@ class DiffusionPlanner:
             self._num_recent[env_ids] + 1, self.temporal_ensemble
         )
 
-    def _ensembled(self, env_ids: np.ndarray, row_offset: int) -> torch.Tensor:
+    def _ensembled(self, env_ids: np.ndarray, row_offset: int | np.ndarray) -> torch.Tensor:
         """``(N, D)``: the weighted mean over the last plans of the row each made for this
-        step (the plan made ``j`` steps ago: row ``j + row_offset``)."""
+        step (the plan made ``j`` steps ago: row ``j + row_offset``; one offset or ``(N,)``)."""
         ages = torch.arange(self.temporal_ensemble)
-        rows = self._recent[env_ids][:, ages, ages + row_offset]  # (N, n, D)
+        offsets = torch.as_tensor(row_offset).expand(len(env_ids))[:, None]
+        everyone = torch.arange(len(env_ids))[:, None]
+        rows = self._recent[env_ids][everyone, ages, ages + offsets]  # (N, n, D)
         known = torch.as_tensor(self._num_recent[env_ids])[:, None] > ages  # (N, n)
         weights = known * self._ensemble_weights  # (N, n)
         return (rows * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True)

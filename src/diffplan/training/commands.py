@@ -273,12 +273,12 @@ def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
 
 
 def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
-    """Train a one-step dynamics model on consecutive steps; returns the logged
-    ``(step, loss)`` pairs."""
+    """Train a dynamics model on consecutive steps (an inverse one with ``reach`` M: on
+    steps up to M apart); returns the logged ``(step, loss)`` pairs."""
     with training_process(config) as process:
         resume_from = resume_point(config)
-        # Two-row windows without padding: every (s_t, a_t, s_t+1) inside an episode.
-        pairs = WindowConfig(horizon=2, normalizer=config.normalizer, padding="none")
+        # Windows without padding: every (s_t, a_t, s_t+1 .. s_t+reach) inside an episode.
+        pairs = WindowConfig(horizon=config.reach + 1, normalizer=config.normalizer, padding="none")
         windows = make_windows(config, pairs, resume_from)
         obs_dim, kind = windows.obs_dim, config.kind
 
@@ -298,6 +298,7 @@ def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
                 "act_dim": windows.act_dim,
                 "hidden": config.model.hidden,
                 "layers": config.model.layers,
+                **({"reach": config.reach} if config.reach > 1 else {}),
             },
             loss_fn=loss_fn,
             windows=windows,

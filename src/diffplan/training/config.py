@@ -182,6 +182,9 @@ class TrainDynamicsConfig(RunOptions):
 
     kind: DynamicsKind = "inverse"
     """inverse: (s_t, s_t+1) -> a_t; forward: (s_t, a_t) -> s_t+1."""
+    reach: int = 1
+    """Inverse models: also learn a_t from (s_t, s_t+m) for every m up to this many steps (m
+    an input), so that a tracking planner can aim m steps ahead (--planning.tracking-reach)."""
     out: Path = Path("runs/dynamics")
     """Run directory: config.json, metrics.csv, tensorboard/, checkpoints/."""
     normalizer: NormalizerKind = "gaussian"
@@ -190,3 +193,10 @@ class TrainDynamicsConfig(RunOptions):
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(steps=20_000, batch_size=256, lr=1e-3, ema_start=1000)
     )
+
+    def __post_init__(self) -> None:
+        if self.reach < 1 or (self.reach > 1 and self.kind != "inverse"):
+            raise ValueError(
+                f"--reach must be >= 1, and above 1 only for --kind inverse; got {self.reach} "
+                f"for --kind {self.kind}"
+            )
