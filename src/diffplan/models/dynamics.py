@@ -85,7 +85,7 @@ def transition_loss(
     obs, action = windows[:, 0, :obs_dim], windows[:, 0, obs_dim:]
     if kind == "forward":
         return ((net(obs, action) - windows[:, 1, :obs_dim]) ** 2).mean()
-    if windows.shape[1] == 2:
+    if windows.shape[1] == 2:  # one step ahead: no draw, as before reaches existed
         return ((net(obs, windows[:, 1, :obs_dim]) - action) ** 2).mean()
     ahead = torch.randint(1, windows.shape[1], (len(windows),), device=windows.device)
     goal = windows[torch.arange(len(windows), device=windows.device), ahead, :obs_dim]

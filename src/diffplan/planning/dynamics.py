@@ -53,12 +53,13 @@ class ActionsFromStates(_OneStepModel):
         self.reach: int = getattr(self.net, "reach", 1)
 
     @torch.inference_mode()
-    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+    def __call__(self, states: torch.Tensor, ahead: torch.Tensor | None = None) -> torch.Tensor:
+        """``ahead (B, n)``: steps from each state to the one after it (default 1)."""
         normed = self.observations.normalize(states.to(self.device))
-        actions = self.net(normed[:, :-1], normed[:, 1:])
+        steps = None if ahead is None else ahead.to(self.device)
+        actions = self.net(normed[:, :-1], normed[:, 1:], steps)
         return self.actions.unnormalize(actions).to(states.device)
 
-    @torch.inference_mode()
     def toward(self, state: torch.Tensor, goal: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
         """``state (B, obs_dim)``, ``goal (B, obs_dim)`` to reach ``ahead (B,)`` steps later
         (1 .. reach) -> the action to take now ``(B, act_dim)``, raw units."""
@@ -67,9 +68,7 @@ class ActionsFromStates(_OneStepModel):
                 f"{self.path} was trained to aim 1 to {self.reach} steps ahead, not "
                 f"{int(ahead.min())} to {int(ahead.max())}; train it with --reach"
             )
-        normed = self.observations.normalize(torch.stack([state, goal], dim=1).to(self.device))
-        actions = self.net(normed[:, :1], normed[:, 1:], ahead.to(self.device)[:, None])
-        return self.actions.unnormalize(actions)[:, 0].to(state.device)
+        return self(torch.stack([state, goal], dim=1), ahead[:, None])[:, 0]
 
 
 class ConsistencyError(_OneStepModel):
