@@ -1,6 +1,6 @@
 """Open-loop accuracy of a trained model: how close a plan's first action is to the data's.
 
-    python benchmarks/action_error.py --dataset /work/data/tqc-walker2d --diffusion CKPT [CKPT ...]
+    python research/action_error.py --dataset DATA --diffusion CKPT [CKPT ...]
 
 Draws --windows windows of the dataset (seeded), plans from each window's first
 state, and prints the mean squared error of the plan's first action against the

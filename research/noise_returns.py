@@ -1,6 +1,6 @@
 """Return and falls of an agent under each kind of action noise (chooses collect's default).
 
-    python benchmarks/noise_returns.py --episodes 40
+    python research/noise_returns.py --episodes 40
 
 Prints, per noise setting, the mean ± std return over --episodes episodes and
 how many fell (terminated before the time limit).

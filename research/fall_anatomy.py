@@ -1,6 +1,6 @@
 """How tracked k = 1 episodes fall: height, lean and tracking error before the end.
 
-    python benchmarks/fall_anatomy.py --dataset /work/data/tqc-walker2d --diffusion CKPT \
+    python research/fall_anatomy.py --dataset DATA --diffusion CKPT \
         --inverse-dynamics RUN [--episodes 10] [--figure falls.png]
 
 Runs the tracked planner at k = 1 (`--planning.track-states`: each action from the real

@@ -1,6 +1,6 @@
 """Open-loop drift of plans: do a plan's actions lead to its states in the real simulator?
 
-    python benchmarks/plan_drift.py --dataset /work/data/tqc-walker2d --diffusion CKPT \
+    python research/plan_drift.py --dataset DATA --diffusion CKPT \
         [--inverse-dynamics RUN] [--dynamics RUN]
 
 For --windows start states drawn from the dataset (seeded; states whose observed

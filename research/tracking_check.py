@@ -1,6 +1,6 @@
 """Does the forward model's simulated tracking pick the plans the walker can follow?
 
-    python benchmarks/tracking_check.py --dataset /work/data/tqc-walker2d --diffusion CKPT \
+    python research/tracking_check.py --dataset DATA --diffusion CKPT \
         --inverse-dynamics RUN --dynamics RUN [--value RUN] [--rows N]
 
 For --starts start states drawn from the dataset (as in plan_drift.py), samples
