@@ -94,3 +94,21 @@ def test_run_episodes_matches_single_env_rollouts_and_counts_falls():
     longest = max(r.length for r in results)
     assert len(controller.asked) == longest
     assert sum(len(ids) for ids in controller.asked) == sum(r.length for r in results)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
+    from diffplan.evaluation.metrics import bootstrap_ci
+
+    values = [4000.0, 4500.0, 1200.0, 4700.0, 4600.0, 4550.0]
+    low, high = bootstrap_ci(values, seed=3)
+    assert (low, high) == bootstrap_ci(values, seed=3)
+    assert low < np.mean(values) < high
+    assert min(values) <= low and high <= max(values)
+    narrow = bootstrap_ci(values, confidence=0.5, seed=3)
+    assert low < narrow[0] < narrow[1] < high
+    assert bootstrap_ci([2.0, 2.0]) == (2.0, 2.0)
+    for bad in ([1.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="bootstrap CI needs"):
+            bootstrap_ci(bad)
+    metrics = summarize([EpisodeResult(i, v, 1000, False) for i, v in enumerate(values)], DATA)
+    assert (metrics.ci_low, metrics.ci_high) == bootstrap_ci(values)
