@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 
 import diffplan
 from diffplan.agents import (
-    PACKAGED_WALKER2D_AGENT,
     Agent,
     AgentLoader,
     agent_sha256,
@@ -32,6 +31,7 @@ from diffplan.agents import (
 )
 from diffplan.data.episodes import Episode, TrajectoryDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
+from diffplan.tasks import DEFAULT_ENV, require_agent
 
 NoiseKind = Literal["none", "gaussian", "policy"]
 DEFAULT_NOISE: NoiseKind = "gaussian"
@@ -44,12 +44,12 @@ class CollectConfig:
 
     out: Path
     """Output dataset directory (written atomically; see --overwrite)."""
-    agent: Path = PACKAGED_WALKER2D_AGENT
+    agent: Path | None = None
     """SAC or TQC model zip (stable-baselines3 1.x or 2.x, as the RL Zoo publishes them), or a
     diffplan agent directory (agent.json + policy.safetensors, see `diffplan train-agent`).
-    Default: the Walker2d-v5 PPO expert that ships with diffplan."""
-    env: str = "Walker2d-v5"
-    """Gymnasium environment id."""
+    None: the task's packaged agent (Walker2d-v5's PPO expert; other tasks need --agent)."""
+    env: str = DEFAULT_ENV
+    """Gymnasium environment id (a task of diffplan/tasks.json, any version)."""
     steps: int | None = None
     """Collect exactly this many transitions (episodes cut at the end are marked truncated)."""
     episodes: int | None = None
@@ -200,8 +200,9 @@ def collect(config: CollectConfig) -> TrajectoryDataset:
     if config.out.exists() and not config.overwrite:
         raise FileExistsError(f"{config.out} already exists; choose another --out or --overwrite")
     torch.set_num_threads(1)  # the policy is a tiny MLP: more threads only add contention
+    agent_path = require_agent(config.agent, config.env)
     env = gym.make(config.env)
-    agent = load_agent(config.agent, env, config.loader)
+    agent = load_agent(agent_path, env, config.loader)
     env.close()
     began = time.perf_counter()
     episodes = rollout(
@@ -218,8 +219,8 @@ def collect(config: CollectConfig) -> TrajectoryDataset:
     seconds = time.perf_counter() - began
     source = {
         "format": "diffplan",
-        "agent_file": str(config.agent),
-        "agent_sha256": agent_sha256(config.agent),
+        "agent_file": str(agent_path),
+        "agent_sha256": agent_sha256(agent_path),
         "agent_algorithm": agent.algorithm,
         "agent_loader": config.loader,
         "env_id": config.env,

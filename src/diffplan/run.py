@@ -8,8 +8,10 @@ and the same plans followed by the inverse dynamics model from the real states
 A stage whose output already exists is reused (``--resume`` semantics of the
 training commands), so an interrupted run continues where it stopped.
 
-The default agent ships with diffplan (``diffplan/assets/walker2d-ppo``, see
-its ``MODEL_CARD.md``), so the job runs offline on a fresh machine.
+Everything that differs per task (horizon, termination penalty, the default agent)
+comes from the task table (:mod:`diffplan.tasks`). Walker2d's default agent ships with
+diffplan (``diffplan/assets/walker2d-ppo``, see its ``MODEL_CARD.md``), so the default
+job runs offline on a fresh machine; other tasks take ``--agent``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from diffplan.agents import PACKAGED_WALKER2D_AGENT
 from diffplan.collect import CollectConfig, collect
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice
+from diffplan.tasks import DEFAULT_ENV, require_agent, task_for
 from diffplan.training import (
     OptimConfig,
     TrainConfig,
@@ -47,14 +49,16 @@ class RunConfig:
     quick: bool = False
     """A demo that finishes in a few minutes: tiny data and training budgets, 2 episodes
     at k = 1 and H-1. Its scores say nothing about the method."""
-    agent: Path = PACKAGED_WALKER2D_AGENT
-    """Agent that collects the data (a diffplan agent directory or an SB3 zip)."""
-    env: str = "Walker2d-v5"
-    """Gymnasium environment id."""
+    agent: Path | None = None
+    """Agent that collects the data (a diffplan agent directory or an SB3 zip); None: the
+    task's packaged agent (Walker2d-v5's PPO expert; other tasks need --agent)."""
+    env: str = DEFAULT_ENV
+    """Gymnasium environment id (a task of diffplan/tasks.json, any version)."""
     data_steps: int = 200_000
     """Transitions to collect."""
-    horizon: int = 8
-    """Planning horizon H."""
+    horizon: int | None = None
+    """Planning horizon H; None: the task's (tasks.json: Walker2d and Hopper 8,
+    HalfCheetah 4)."""
     dim_mults: tuple[int, ...] = (1, 2, 4)
     """U-Net (and value network) width multipliers; the report's (1, 2, 4, 8) has 4x the
     parameters and trains ~2x slower."""
@@ -103,13 +107,18 @@ class RunConfig:
 
 def run(config: RunConfig) -> None:
     """Run ``diffplan run`` (module docstring)."""
-    config = config.profile()
+    task = task_for(config.env)
+    config = replace(
+        config.profile(),
+        agent=require_agent(config.agent, config.env),
+        horizon=task.horizon if config.horizon is None else config.horizon,
+    )
     if config.quick:
         print("diffplan run --quick: a DEMO with tiny budgets; its scores mean nothing.")
     if not config.agent.exists():
         raise FileNotFoundError(
-            f"{config.agent}: no agent. The packaged Walker2d agent is missing from this install; "
-            "train one with `diffplan train-agent --out DIR` and pass --agent DIR"
+            f"--agent {config.agent}: no such agent; train one with "
+            "`diffplan train-agent --out DIR` and pass --agent DIR"
         )
     began = time.perf_counter()
     data = config.out / "data"
@@ -154,6 +163,7 @@ def run(config: RunConfig) -> None:
             out=value,
             resume=bool(checkpoints(value)),
             model=ValueNetConfig(dim_mults=config.dim_mults),
+            termination_penalty=task.termination_penalty,
             **common,
             optim=OptimConfig(
                 steps=config.value_steps,

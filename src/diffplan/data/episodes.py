@@ -16,13 +16,7 @@ from typing import Any
 
 import numpy as np
 
-# D4RL reference scores (random policy, expert policy) used for the normalised
-# score ``100 * (return - min) / (max - min)``; keyed by gymnasium env name.
-D4RL_REFERENCE_SCORES: dict[str, tuple[float, float]] = {
-    "Walker2d": (1.629008, 4592.3),
-    "Hopper": (-20.272305, 3234.3),
-    "HalfCheetah": (-280.178953, 12135.0),
-}
+from diffplan.tasks import find_task
 
 
 class DatasetError(ValueError):
@@ -30,11 +24,10 @@ class DatasetError(ValueError):
 
 
 def reference_scores(env_id: str | None) -> tuple[float | None, float | None]:
-    """D4RL (min, max) reference scores for ``env_id`` (e.g. ``Walker2d-v5``) or (None, None)."""
-    if env_id is None:
-        return None, None
-    name = env_id.split("/")[-1].split("-v")[0]
-    return D4RL_REFERENCE_SCORES.get(name, (None, None))
+    """D4RL (min, max) reference scores of ``env_id``'s task (diffplan/tasks.json) or
+    (None, None) for tasks the table lacks."""
+    task = find_task(env_id)
+    return (None, None) if task is None else (task.ref_min, task.ref_max)
 
 
 @dataclass(frozen=True)
