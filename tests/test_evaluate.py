@@ -89,7 +89,14 @@ def test_evaluate_writes_every_artifact(tiny_runs, tmp_path):
         returns = [e.total_return for e in result.episodes]
         assert result.metrics.mean_return == pytest.approx(np.mean(returns))
     report = (out / "report.md").read_text()
-    assert "| k=7 guided | 7 | 2 |" in report and "% of data" in report
+    assert "| custom | 7 | yes | 2 |" in report and "% of data" in report
+    document = json.loads((out / "results.json").read_text())
+    assert [(s["k"], s["guided"], s["seeds"]) for s in document["settings"]] == [
+        (1, False, [0, 1]),
+        (7, False, [0, 1]),
+        (7, True, [0, 1]),
+    ]
+    assert document["checkpoint_step"] > 0 and document["config"]["episodes"] == 2
     config = json.loads((out / "config.json").read_text())
     assert config["env_id"] == "Walker2d-v5" and config["horizon"] == 8
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"

@@ -21,6 +21,7 @@ from diffplan.agents.train_expert import TrainAgentConfig, train_agent
 from diffplan.collect import CollectConfig, collect
 from diffplan.data.sources import InfoConfig, show_info
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
+from diffplan.evaluation.results import ReportConfig, report_command
 from diffplan.evaluation.selection import SelectCheckpointConfig, select_checkpoint
 from diffplan.finetune import FinetuneConfig, finetune
 from diffplan.run import RunConfig, run
@@ -44,6 +45,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "train-dynamics": (TrainDynamicsConfig, train_dynamics),
     "evaluate": (EvaluateConfig, evaluate),
     "select-checkpoint": (SelectCheckpointConfig, select_checkpoint),
+    "report": (ReportConfig, report_command),
     "finetune": (FinetuneConfig, finetune),
 }
 

@@ -2,10 +2,12 @@
 
 Sweeps effective windows ``k`` (default ``1 .. H-1``) with the same episode
 seeds for every setting, adds a value-guided run at the longest window when a
-value network is given, and writes a run folder: ``metrics.csv``,
-``metrics.json``, ``episodes.csv``, ``report.md``, ``scores.png`` (the report's
-Figure 1), ``episodes.png`` (Figure 2), ``config.json`` (resolved options,
-git revision) and, with ``--video``, ``rollout.gif`` (one episode of the first setting).
+value network is given, and writes a run folder: ``results.json`` (every result,
+the dataset, versions, checkpoint step and resolved config; docs/RESULTS_SCHEMA.md),
+``metrics.csv``, ``metrics.json``, ``episodes.csv``, ``report.md``, ``scores.png`` and
+``.pdf`` (the report's Figure 1), ``episodes.png`` and ``.pdf`` (Figure 2), ``config.json``
+(resolved options, git revision) and, with ``--video``, ``rollout.gif`` (one episode of
+the first setting).
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
         backend=config.planning.backend,
         returns=config.planning.returns,
     )
-    meta = ckpt.read_meta(ckpt.resolve(config.diffusion))
+    checkpoint = ckpt.resolve(config.diffusion)
+    meta = ckpt.read_meta(checkpoint)
+    step = ckpt.STEP_DIR.match(checkpoint.name)
     data = DatasetInfo(**meta.dataset)
     env_id = data.env_id
     if env_id is None:
@@ -158,7 +162,15 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             f"{metrics.percent_of_data:5.1f} % of data  falls {metrics.falls}/{metrics.episodes}"
             f"  ({seconds:.0f} s, {planner.plans_made} plans)"
         )
-        write_report(results, data, config.out, header)
+        write_report(
+            results,
+            data,
+            config.out,
+            header,
+            model=f"{config.diffusion} (H = {horizon})",
+            config=config_record(config),
+            checkpoint_step=int(step.group(1)) if step else None,
+        )
     if config.video:
         label, k, guided = settings[0]
         path = record_episode(
