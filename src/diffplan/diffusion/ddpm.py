@@ -16,6 +16,7 @@ Samplers (``step(..., method=)``), each from step ``t`` to an earlier step ``pre
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -68,6 +69,9 @@ class DDPMScheduler:
         alphas_cumprod = torch.cumprod(1 - betas, dim=0)
         self.betas = betas.float()
         self.alphas_cumprod = alphas_cumprod.float()
+        # the same values as Python floats: a sampler's per-step coefficients are scalars,
+        # and scalar tensor arithmetic costs a dispatch per operation
+        self._alpha_bars: list[float] = self.alphas_cumprod.tolist()
 
     def to(self, device: torch.device | str) -> DDPMScheduler:
         """Move the schedule's buffers to ``device`` (in place); returns ``self``."""
@@ -178,10 +182,13 @@ class DDPMScheduler:
         )
         return StepOutput(mean + sigma * noise, x0)
 
-    def _log_snr_half(self, t: int) -> torch.Tensor:
+    def _alpha_bar_float(self, t: int) -> float:
+        return self._alpha_bars[t] if t >= 0 else 1.0
+
+    def _log_snr_half(self, t: int) -> float:
         """``lambda_t = log(sqrt(a_bar_t) / sqrt(1 - a_bar_t))``."""
-        alpha_bar = self.alpha_bar(t)
-        return 0.5 * (alpha_bar.log() - (1 - alpha_bar).log())
+        alpha_bar = self._alpha_bar_float(t)
+        return 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
 
     def _dpm_solver_step(
         self,
@@ -194,12 +201,15 @@ class DDPMScheduler:
         """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) from ``t`` to ``prev_t >= 0``."""
         lam, lam_prev = self._log_snr_half(t), self._log_snr_half(prev_t)
         h = lam_prev - lam
-        estimate = x0
+        alpha_bar, alpha_bar_prev = self._alpha_bar_float(t), self._alpha_bar_float(prev_t)
+        # x_prev = (sigma_prev / sigma) x_t - sqrt(a_bar_prev) expm1(-h) D, with D = x0 or
+        # the second-order estimate (1 + 1 / 2r) x0 - (1 / 2r) x0_last
+        data_weight = -math.sqrt(alpha_bar_prev) * math.expm1(-h)
+        x_prev = torch.add(
+            sample * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)), x0, alpha=data_weight
+        )
         if previous is not None:
             x0_last, t_last = previous
-            ratio = (lam - self._log_snr_half(t_last)) / h
-            estimate = (1 + 0.5 / ratio) * x0 - (0.5 / ratio) * x0_last
-        sigma, sigma_prev = (1 - self.alpha_bar(t)).sqrt(), (1 - self.alpha_bar(prev_t)).sqrt()
-        return (sigma_prev / sigma) * sample - self.alpha_bar(prev_t).sqrt() * torch.expm1(
-            -h
-        ) * estimate
+            half_over_ratio = 0.5 * h / (lam - self._log_snr_half(t_last))
+            x_prev.add_(x0 - x0_last, alpha=data_weight * half_over_ratio)
+        return x_prev
