@@ -24,6 +24,7 @@ from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.evaluation.results import ReportConfig, report_command
 from diffplan.evaluation.selection import SelectCheckpointConfig, select_checkpoint
 from diffplan.finetune import FinetuneConfig, finetune
+from diffplan.make_datasets import MakeDatasetsConfig, make_datasets
 from diffplan.run import RunConfig, run
 from diffplan.training import (
     TrainConfig,
@@ -39,6 +40,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "run": (RunConfig, run),
     "train-agent": (TrainAgentConfig, train_agent),
     "collect": (CollectConfig, collect),
+    "make-datasets": (MakeDatasetsConfig, make_datasets),
     "info": (InfoConfig, show_info),
     "train": (TrainConfig, train),
     "train-value": (TrainValueConfig, train_value),

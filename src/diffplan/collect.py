@@ -195,10 +195,8 @@ def cpu_model() -> str:
     return platform.machine()
 
 
-def collect(config: CollectConfig) -> TrajectoryDataset:
-    """Run ``diffplan collect``: roll out, record provenance, write ``config.out``."""
-    if config.out.exists() and not config.overwrite:
-        raise FileExistsError(f"{config.out} already exists; choose another --out or --overwrite")
+def collect_dataset(config: CollectConfig) -> TrajectoryDataset:
+    """Roll out ``config.agent`` and return the dataset with its provenance (not written)."""
     torch.set_num_threads(1)  # the policy is a tiny MLP: more threads only add contention
     agent_path = require_agent(config.agent, config.env)
     env = gym.make(config.env)
@@ -242,10 +240,17 @@ def collect(config: CollectConfig) -> TrajectoryDataset:
         # the simulator's float rounding follows the CPU: another CPU, another dataset
         "cpu": cpu_model(),
     }
-    dataset = TrajectoryDataset(episodes, env_id=config.env, source=source, name=str(config.out))
+    return TrajectoryDataset(episodes, env_id=config.env, source=source, name=str(config.out))
+
+
+def collect(config: CollectConfig) -> TrajectoryDataset:
+    """Run ``diffplan collect``: roll out, record provenance, write ``config.out``."""
+    if config.out.exists() and not config.overwrite:
+        raise FileExistsError(f"{config.out} already exists; choose another --out or --overwrite")
+    dataset = collect_dataset(config)
     write_minari_dir(dataset, config.out, overwrite=config.overwrite)
-    steps = dataset.info.num_steps
+    steps, seconds = dataset.info.num_steps, dataset.source["collect_seconds"]
     print(dataset.summary())
-    print(f"collect   {steps} steps in {seconds:.1f} s ({steps / seconds:.0f} steps/s)")
+    print(f"collect   {steps} steps in {seconds:.1f} s ({steps / max(seconds, 0.01):.0f} steps/s)")
     print(f"written   {config.out}")
     return dataset

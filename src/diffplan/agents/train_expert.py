@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -26,10 +27,12 @@ import diffplan
 from diffplan.agents.gaussian_mlp import (
     GaussianMLP,
     GaussianMLPSpec,
-    load_gaussian_mlp,
     save_gaussian_mlp,
 )
+from diffplan.agents.loading import load_agent
+from diffplan.agents.replay import EpisodeRecorder, snapshot_dir, write_replay
 from diffplan.atomic import atomic_path, write_json
+from diffplan.tasks import DEFAULT_ENV
 
 RELU = "torch.nn.modules.activation ReLU"
 
@@ -41,7 +44,7 @@ class TrainAgentConfig:
     out: Path
     """Output directory: agent (policy.safetensors, agent.json, MODEL_CARD.md), checkpoint/,
     monitor CSV."""
-    env: str = "Walker2d-v5"
+    env: str = DEFAULT_ENV
     """Gymnasium environment id."""
     steps: int = 2_000_000
     """Environment steps of training."""
@@ -53,6 +56,10 @@ class TrainAgentConfig:
     """Deterministic episodes for the model card, seeds 10000, 10001, ..."""
     resume: bool = False
     """Continue from out/checkpoint."""
+    record: bool = False
+    """At every checkpoint keep the agent and the training episodes played since the previous
+    one (out/snapshots/STEPS/{agent,replay}): the medium and medium-replay datasets'
+    sources (`diffplan make-datasets`)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -133,11 +140,14 @@ def _load_checkpoint(model, venv, directory: Path) -> None:
     model.num_timesteps = state["num_timesteps"]
 
 
-def evaluate_agent(agent_dir: Path, env_id: str, episodes: int) -> list[tuple[float, int, bool]]:
-    """(return, length, fell) of ``episodes`` deterministic episodes, seeds 10000 + i."""
+def evaluate_agent(agent_path: Path, env_id: str, episodes: int) -> list[tuple[float, int, bool]]:
+    """(return, length, fell) of ``episodes`` deterministic episodes, seeds 10000 + i, of a
+    diffplan agent directory or an SB3 zip."""
     from diffplan.collect import rollout
 
-    agent = load_gaussian_mlp(agent_dir)
+    env = gym.make(env_id)
+    agent = load_agent(agent_path, env)
+    env.close()
     done = rollout(
         agent, env_id, episodes=episodes, noise="none", seed=10_000, num_envs=min(episodes, 10)
     )
@@ -196,9 +206,15 @@ def train_agent(config: TrainAgentConfig) -> Path:
     torch.set_num_threads(1)  # small networks: threads only add contention
     config.out.mkdir(parents=True, exist_ok=True)
     checkpoint = config.out / "checkpoint"
+    played: list = []  # episodes recorded since the last snapshot (--record)
     venv = VecNormalize(
         make_vec_env(
-            config.env, n_envs=1, seed=config.seed, monitor_dir=str(config.out / "monitor")
+            config.env,
+            n_envs=1,
+            seed=config.seed,
+            monitor_dir=str(config.out / "monitor"),
+            wrapper_class=EpisodeRecorder if config.record else None,
+            wrapper_kwargs={"sink": played} if config.record else None,
         ),
         norm_obs=True,
         norm_reward=True,
@@ -220,6 +236,7 @@ def train_agent(config: TrainAgentConfig) -> Path:
     )
     if config.resume:
         _load_checkpoint(model, venv, checkpoint)
+    last_snapshot = int(model.num_timesteps)
     versions = {
         "diffplan": diffplan.__version__,
         "stable-baselines3": version("stable-baselines3"),
@@ -238,9 +255,22 @@ def train_agent(config: TrainAgentConfig) -> Path:
             "config": {k: str(v) for k, v in asdict(config).items()},
         }
 
+    def snapshot() -> None:
+        """The agent, then the episodes played since the last snapshot (the completion mark)."""
+        nonlocal last_snapshot
+        steps = int(model.num_timesteps)
+        if not config.record or not played or steps == last_snapshot:
+            return  # an interval in which no episode ended joins the next snapshot
+        directory = snapshot_dir(config.out, steps)
+        _export(model, venv, config, directory / "agent", training_info())
+        write_replay(played, config.env, directory / "replay", (last_snapshot, steps))
+        played.clear()
+        last_snapshot = steps
+
     class Checkpoints(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % config.checkpoint_every == 0:
+                snapshot()  # before the checkpoint: a resumed run rewrites it
                 _save_checkpoint(model, venv, checkpoint)
                 _export(model, venv, config, config.out, training_info())
             return True
@@ -253,6 +283,7 @@ def train_agent(config: TrainAgentConfig) -> Path:
             reset_num_timesteps=not config.resume,
             progress_bar=config.progress,
         )
+    snapshot()
     _save_checkpoint(model, venv, checkpoint)
     training = training_info()
     _export(model, venv, config, config.out, training)

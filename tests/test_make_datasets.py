@@ -1,0 +1,84 @@
+"""train-agent's replay recording and make-datasets' qualities, on tiny training runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from test_tasks import mujoco_agent
+
+from diffplan.agents.replay import replay_upto, snapshots
+from diffplan.data.minari_format import read_minari_dir
+from diffplan.make_datasets import MakeDatasetsConfig, make_datasets
+
+pytest.importorskip("stable_baselines3")
+
+
+def test_train_agent_records_its_experience_resumably(tmp_path):
+    from diffplan.agents.train_expert import TrainAgentConfig, train_agent
+
+    config = TrainAgentConfig(out=tmp_path, env="Hopper-v5", steps=2048, checkpoint_every=1024,
+                              eval_episodes=1, record=True, progress=False)  # fmt: skip
+    train_agent(config)
+    assert [steps for steps, _ in snapshots(tmp_path)] == [1024, 2048]
+    episodes = replay_upto(tmp_path, 2048)
+    # the recorded episodes are the ones the learner played, as its Monitor saw them
+    with (tmp_path / "monitor" / "0.monitor.csv").open() as file:
+        next(file)  # Monitor's JSON header line
+        monitored = [(float(row["r"]), int(row["l"])) for row in csv.DictReader(file)]
+    assert [(round(e.total_return, 4), len(e)) for e in episodes] == [
+        (round(r, 4), n) for r, n in monitored
+    ]
+    assert all(e.terminated != e.truncations[-1] for e in episodes)
+    # raw observations, not VecNormalize's: Hopper's torso height starts near 1.25
+    assert abs(float(episodes[0].observations[0, 0]) - 1.25) < 0.01
+    assert len(replay_upto(tmp_path, 1024)) < len(episodes)
+    first = (snapshots(tmp_path)[0][1] / "replay").stat().st_mtime_ns
+    train_agent(TrainAgentConfig(**{**vars(config), "steps": 4096, "resume": True}))
+    assert [steps for steps, _ in snapshots(tmp_path)] == [1024, 2048, 3072, 4096]
+    assert (snapshots(tmp_path)[0][1] / "replay").stat().st_mtime_ns == first
+    assert len(replay_upto(tmp_path, 4096)) > len(episodes)
+
+
+def test_make_datasets_builds_every_quality_and_resumes(tmp_path, capsys):
+    agent = mujoco_agent("Hopper-v5")
+    config = MakeDatasetsConfig(out=tmp_path, env="Hopper-v5", expert_agent=agent, steps=1500,
+                                training_steps=4096, checkpoint_every=2048, eval_episodes=1,
+                                num_envs=2, progress=False)  # fmt: skip
+    paths = make_datasets(config)
+    assert [p.name for p in paths] == [
+        "expert-v0",
+        "medium-v0",
+        "medium-replay-v0",
+        "medium-expert-v0",
+    ]
+    data = {p.name[:-3]: read_minari_dir(p) for p in paths}
+    recipes = {q: d.source["recipe"] for q, d in data.items()}
+    medium = recipes["medium"]
+    assert medium["snapshot_steps"] in (2048, 4096) and medium["target_fraction"] == 1 / 3
+    candidates = medium["candidates"]
+    target = medium["expert_return"] / 3
+    assert abs(medium["snapshot_return"] - target) == min(
+        abs(r - target) for r in candidates.values()
+    )
+    assert data["medium"].info.num_steps == data["expert"].info.num_steps == 1500
+    assert data["medium-expert"].info.num_steps == 3000
+    replay = replay_upto(tmp_path / "hopper" / "train-agent", medium["snapshot_steps"])
+    assert data["medium-replay"].info.num_steps == sum(len(e) for e in replay)
+    np.testing.assert_array_equal(data["medium-replay"][0].actions, replay[0].actions)
+    assert all(recipe["seconds"] >= 0 for recipe in recipes.values())
+    metadata = json.loads((paths[0] / "data" / "metadata.json").read_text())
+    assert metadata["dataset_id"] == "diffplan/hopper/expert-v0"
+    # a second call finds every part complete and rebuilds nothing
+    stamps = [(p / "data" / "metadata.json").stat().st_mtime_ns for p in paths]
+    capsys.readouterr()
+    make_datasets(config)
+    assert [(p / "data" / "metadata.json").stat().st_mtime_ns for p in paths] == stamps
+    assert "steps, return" not in capsys.readouterr().out
+
+
+def test_make_datasets_refuses_bad_options(tmp_path):
+    with pytest.raises(ValueError, match=r"--medium-fraction 1\.5"):
+        make_datasets(MakeDatasetsConfig(out=tmp_path, medium_fraction=1.5))
