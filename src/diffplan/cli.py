@@ -26,6 +26,7 @@ from diffplan.evaluation.selection import SelectCheckpointConfig, select_checkpo
 from diffplan.finetune import FinetuneConfig, finetune
 from diffplan.make_datasets import MakeDatasetsConfig, make_datasets
 from diffplan.run import RunConfig, run
+from diffplan.sweep import SweepConfig, sweep
 from diffplan.training import (
     TrainConfig,
     TrainDynamicsConfig,
@@ -49,6 +50,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "select-checkpoint": (SelectCheckpointConfig, select_checkpoint),
     "report": (ReportConfig, report_command),
     "finetune": (FinetuneConfig, finetune),
+    "sweep": (SweepConfig, sweep),
 }
 
 
