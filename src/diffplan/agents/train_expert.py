@@ -32,6 +32,7 @@ from diffplan.agents.gaussian_mlp import (
 from diffplan.agents.loading import load_agent
 from diffplan.agents.replay import EpisodeRecorder, snapshot_dir, write_replay
 from diffplan.atomic import atomic_path, write_json
+from diffplan.data.episodes import Episode
 from diffplan.tasks import DEFAULT_ENV
 
 RELU = "torch.nn.modules.activation ReLU"
@@ -206,7 +207,7 @@ def train_agent(config: TrainAgentConfig) -> Path:
     torch.set_num_threads(1)  # small networks: threads only add contention
     config.out.mkdir(parents=True, exist_ok=True)
     checkpoint = config.out / "checkpoint"
-    played: list = []  # episodes recorded since the last snapshot (--record)
+    played: list[Episode] = []  # episodes recorded since the last snapshot (--record)
     venv = VecNormalize(
         make_vec_env(
             config.env,
