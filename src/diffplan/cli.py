@@ -19,6 +19,8 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
 
 from diffplan.agents.train_expert import TrainAgentConfig, train_agent
 from diffplan.collect import CollectConfig, collect
+from diffplan.config_file import HELP as CONFIG_FILE_HELP
+from diffplan.config_file import apply_config_file
 from diffplan.data.sources import InfoConfig, show_info
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.evaluation.results import ReportConfig, report_command
@@ -54,14 +56,30 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
 }
 
 
+# Commands that take no --config FILE (they neither train nor evaluate; sweep reads a grid).
+WITHOUT_CONFIG_FILE = {"info", "pool", "report", "sweep"}
+
+
+def _description(name: str, cls: type) -> str:
+    """The command's help text: its options' docstring, and --config where it applies."""
+    text = (cls.__doc__ or "").strip()
+    return text if name in WITHOUT_CONFIG_FILE else f"{text}\n\n{CONFIG_FILE_HELP}"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen subcommand."""
     subcommands = Union[  # noqa: UP007 - tyro needs a runtime Union of Annotated types
-        tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, (cls, _) in COMMANDS.items())
+        tuple(
+            Annotated[cls, tyro.conf.subcommand(name, description=_description(name, cls))]
+            for name, (cls, _) in COMMANDS.items()
+        )
     ]
-    config = tyro.cli(subcommands, args=argv, prog="diffplan")
-    run = next(function for cls, function in COMMANDS.values() if type(config) is cls)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args and args[0] in COMMANDS and args[0] not in WITHOUT_CONFIG_FILE:
+            args[1:] = apply_config_file(args[1:], COMMANDS[args[0]][0])
+        config = tyro.cli(subcommands, args=args, prog="diffplan")
+        run = next(function for cls, function in COMMANDS.values() if type(config) is cls)
         run(config)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         # Expected user errors: one clear line, no traceback.

@@ -137,9 +137,11 @@ class CommonConfig(RunOptions):
 
 @dataclass
 class TrainConfig(CommonConfig):
-    """Train the trajectory diffusion model (the report's Algorithm 1.1)."""
+    """Train the trajectory diffusion model (the report's Algorithm 1.1). The defaults are
+    the main job's (`diffplan run`): about 12 minutes on 2 CPU cores with --threads 1 (an
+    estimate from 300 measured steps; docs/TRAINING.md)."""
 
-    model: UNetConfig = field(default_factory=UNetConfig)
+    model: UNetConfig = field(default_factory=lambda: UNetConfig(dim_mults=(1, 2, 4)))
     prediction: PredictionType = "x0"
     """Network target: the clean window (x0, Diffuser's locomotion setting) or the noise."""
     clip_sample: float | None = None
@@ -149,20 +151,29 @@ class TrainConfig(CommonConfig):
     loss_discount: float = 1.0
     """Row h of the window is weighted loss_discount**h (rescaled to mean 1)."""
     returns: ReturnConditionConfig = field(default_factory=ReturnConditionConfig)
+    # lr 3x Diffuser's 2e-4, which learns too slowly for 20,000 steps (docs/TRAINING.md).
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            steps=20_000, batch_size=64, lr=6e-4, save_every=5000, ema_start=2000
+        )
+    )
 
 
 @dataclass
 class TrainValueConfig(CommonConfig):
-    """Train the value network r_phi on noisy windows (for value guidance)."""
+    """Train the value network r_phi on noisy windows (for value guidance). The defaults
+    are the main job's: about 3 to 5 minutes on 2 CPU cores with --threads 1 (an estimate)."""
 
     out: Path = Path("runs/value")
     """Run directory: config.json, metrics.csv, tensorboard/, checkpoints/."""
-    model: ValueNetConfig = field(default_factory=ValueNetConfig)
+    model: ValueNetConfig = field(default_factory=lambda: ValueNetConfig(dim_mults=(1, 2, 4)))
     discount: float = 0.997
     """Discount of the value target (discounted return-to-go of each window)."""
     termination_penalty: float = -100.0
     """Added to the last reward of episodes that terminated (fell)."""
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=200_000))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(steps=10_000, batch_size=64, save_every=2500)
+    )
 
 
 @dataclass
@@ -178,7 +189,9 @@ class DynamicsNetConfig:
 @dataclass
 class TrainDynamicsConfig(RunOptions):
     """Train a one-step dynamics model on the dataset's transitions: inverse (s, s') -> a
-    (plans execute derived actions) or forward (s, a) -> s' (plan selection by consistency)."""
+    (plans execute derived actions) or forward (s, a) -> s' (plan selection by consistency).
+    The defaults are the main job's: about 1 to 2 minutes on 2 CPU cores with --threads 1
+    (an estimate)."""
 
     kind: DynamicsKind = "inverse"
     """inverse: (s_t, s_t+1) -> a_t; forward: (s_t, a_t) -> s_t+1."""
@@ -191,7 +204,9 @@ class TrainDynamicsConfig(RunOptions):
     """Per-dimension normalisation of observations and actions."""
     model: DynamicsNetConfig = field(default_factory=DynamicsNetConfig)
     optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(steps=20_000, batch_size=256, lr=1e-3, ema_start=1000)
+        default_factory=lambda: OptimConfig(
+            steps=10_000, batch_size=256, lr=1e-3, save_every=2500, ema_start=1000
+        )
     )
 
     def __post_init__(self) -> None:
