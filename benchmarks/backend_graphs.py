@@ -4,16 +4,17 @@
 
 Times a forward pass of the issue-5 U-Net (dim 32, mults (1, 2, 4), random weights) at
 H = 8, 16 and 32 and batches 1, 10 and 64 through: eager PyTorch; ONNX Runtime running
-the convolutional graph, the channels-last copy and the flat copy; TorchScript running
-the two copies. The fastest graph per (H, batch) is what ``diffusion/backends.py``
-picks (``FLAT_MAX_HORIZON``, ``SMALL_BATCH``). Also prints the eager FLOPs per window,
-so that each time can be read against the CPU's matrix-product peak.
+the convolutional graph, the channels-last copy and the flat copy; eager PyTorch running
+the two copies; with --compiled also AOTInductor running them (torch.export, then
+``aoti_compile_and_package``: 20-60 s per graph). The fastest graph per (H, batch) is
+what ``diffusion/backends.py`` picks (``FLAT_MAX_HORIZON``, ``SMALL_BATCH``). Also prints
+the eager FLOPs per window, so that each time can be read against the matrix-product peak.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class Options:
     """Minimum time measured per graph and size (after 5 warm-up calls)."""
     threads: int = 1
     """torch and ONNX Runtime CPU threads."""
+    compiled: bool = False
+    """Also time AOTInductor builds of the copies (a compile of 20-60 s each)."""
 
 
 def milliseconds(call: Callable[[], object], seconds: float) -> float:
@@ -50,7 +53,19 @@ def milliseconds(call: Callable[[], object], seconds: float) -> float:
     return 1e3 * (time.perf_counter() - began) / calls
 
 
-def graphs(unet: TemporalUnet) -> dict[str, Callable[[torch.Tensor, torch.Tensor], object]]:
+def aot_inductor(model: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Callable:
+    """``model`` exported with a dynamic batch and compiled ahead of time by Inductor."""
+    batch = torch.export.Dim.DYNAMIC
+    with torch.no_grad():
+        program = torch.export.export(model, example, dynamic_shapes=({0: batch}, {0: batch}))
+    with tempfile.TemporaryDirectory() as folder:
+        path = torch._inductor.aoti_compile_and_package(program, package_path=f"{folder}/m.pt2")
+        return torch._inductor.aoti_load_package(path)
+
+
+def graphs(
+    unet: TemporalUnet, compiled: bool
+) -> dict[str, Callable[[torch.Tensor, torch.Tensor], object]]:
     """Each graph as a call ``(x (B, H, D), t (B,)) -> (B, H, D)``."""
     example = (torch.zeros(2, unet.horizon, unet.transition_dim), torch.zeros(2, dtype=torch.long))
     copies = {"channels-last": ChannelsLastUnet.from_unet(unet), "flat": FlatUnet.from_unet(unet)}
@@ -60,11 +75,10 @@ def graphs(unet: TemporalUnet) -> dict[str, Callable[[torch.Tensor, torch.Tensor
         calls[f"onnx {name}"] = lambda x, t, s=session: s.run(
             None, {"x": x.numpy(), "t": t.numpy()}
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape checks
-        for name, model in copies.items():
-            traced = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
-            calls[f"torchscript {name}"] = traced
+    for name, model in copies.items():
+        calls[f"eager {name}"] = model
+        if compiled:
+            calls[f"aoti {name}"] = aot_inductor(model, example)
     return calls
 
 
@@ -76,7 +90,7 @@ def main(options: Options) -> None:
         unet = TemporalUnet(horizon, 23, dim_mults=(1, 2, 4)).eval()
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             unet(torch.zeros(1, horizon, 23), torch.zeros(1, dtype=torch.long))
-        calls = graphs(unet)
+        calls = graphs(unet, options.compiled)
         print(f"\nH = {horizon}: {counter.get_total_flops() / 1e6:.1f} MFLOP per window")
         print(f"{'batch':>5} " + " ".join(f"{name:>23}" for name in calls) + "  fastest")
         for batch in options.batches:

@@ -55,7 +55,7 @@ BASELINE = PlanningConfig(sampler=SamplerConfig("ddpm", 20), backend="eager")
 WARM = WarmStart(step=4, steps=2)
 UNGUIDED = {
     "baseline: ddpm 20, eager": BASELINE,
-    "ddpm 20, torchscript": replace(BASELINE, backend="torchscript"),
+    "ddpm 20, matrix": replace(BASELINE, backend="matrix"),
     "ddpm 20, onnx": replace(BASELINE, backend="onnx"),
     "ddpm 20, hybrid": replace(BASELINE, backend="hybrid"),
     "ddim 5, eager": replace(BASELINE, sampler=SamplerConfig("ddim", 5)),

@@ -98,7 +98,7 @@ def test_warm_started_replans_start_from_the_last_plan_shifted_by_k(k):
     assert not torch.allclose(second[:, 1:], first[:, 1:], atol=0.5)
 
 
-@pytest.mark.parametrize("backend", ["torchscript", "onnx", "hybrid"])
+@pytest.mark.parametrize("backend", ["matrix", "onnx", "hybrid"])
 @pytest.mark.parametrize("horizon", [8, 16])  # the flat graph; the convolutional and channels-last
 def test_fast_backends_plan_like_eager(backend, horizon):
     pytest.importorskip("onnxruntime")
@@ -113,7 +113,7 @@ def test_fast_backends_plan_like_eager(backend, horizon):
         torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("backend", ["torchscript", "onnx", "hybrid"])
+@pytest.mark.parametrize("backend", ["matrix", "onnx", "hybrid"])
 def test_guided_planning_on_fast_backends_equals_eager(backend):
     """Candidates scored on the backend, the guide differentiating the flat value copy."""
     pytest.importorskip("onnxruntime")
@@ -272,7 +272,7 @@ def test_guide_scaling_and_stopgrad():
         GuideConfig(gradient_scaling="log")
 
 
-@pytest.mark.parametrize("backend", ["auto", "torchscript", "onnx", "hybrid"])
+@pytest.mark.parametrize("backend", ["auto", "matrix", "onnx", "hybrid"])
 def test_backends_of_a_unet_with_attention_compute_the_same_function(backend):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)

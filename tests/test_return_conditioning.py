@@ -38,7 +38,7 @@ def test_guidance_extrapolates_from_unconditional_to_conditional():
         torch.testing.assert_close(guided, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["torchscript", "onnx", "hybrid"])
+@pytest.mark.parametrize("backend", ["matrix", "onnx", "hybrid"])
 def test_guided_denoiser_runs_the_same_on_fast_backends(backend):
     if backend in ("onnx", "hybrid"):
         pytest.importorskip("onnxruntime")

@@ -3,24 +3,27 @@
 On a CPU a small temporal U-Net spends most of a forward pass on per-operator
 overhead, not arithmetic. A backend runs the same weights through a leaner graph:
 
-- ``"auto"``: ``"hybrid"`` on a CPU (``"torchscript"`` without onnxruntime), ``"eager"``
+- ``"auto"``: ``"hybrid"`` on a CPU (``"matrix"`` without onnxruntime), ``"eager"``
   on a GPU.
 - ``"eager"``: plain PyTorch (any device; the fallback).
-- ``"torchscript"``: a matrix-product copy of the U-Net (below; the U-Net itself where
-  it has attention), traced and frozen.
+- ``"matrix"``: a matrix-product copy of the U-Net (below; the U-Net itself where
+  it has attention), run by eager PyTorch under ``inference_mode``.
 - ``"onnx"`` (CPU): ONNX Runtime, the convolutional graph for batches of up to
-  ``SMALL_BATCH`` windows and the matrix-product copy for larger ones. Needs the
-  ``onnxruntime`` and ``onnx`` packages.
+  ``SMALL_BATCH`` windows and the matrix-product copy for larger ones, exported by
+  ``torch.export`` (``torch.onnx.export(dynamo=True)``, a few seconds per graph). Needs
+  the ``onnxruntime``, ``onnx`` and ``onnxscript`` packages.
 - ``"hybrid"`` (CPU): the fastest of those per batch size, ONNX Runtime's convolutional
-  graph up to ``SMALL_BATCH`` windows and the TorchScript copy above.
+  graph up to ``SMALL_BATCH`` windows and the matrix copy above.
 
 ``benchmarks/backend_graphs.py`` times every graph per horizon and batch: at H = 8 to
-32, ONNX Runtime's convolutional graph is the fastest for one window and TorchScript's
-matrix-product copy from ten windows up. The copies compute the same function as the
-U-Net: the flat one (:class:`~diffplan.models.flat.FlatUnet`, every layer one dense
-product of the whole window) up to ``FLAT_MAX_HORIZON`` steps, the channels-last one
-(:class:`~diffplan.models.channels_last.ChannelsLastUnet`, a product over gathered taps)
-above, where the flat operators' ``H^2`` size outgrows the convolutions.
+32, ONNX Runtime's convolutional graph is the fastest for one window and the
+matrix-product copy from ten windows up. docs/PERFORMANCE.md compares these with
+TorchScript (deprecated, 5-25 % faster than the eager copy), ``torch.compile`` and
+AOTInductor (as fast or faster, after a 20-60 s compile per network). The copies
+compute the same function as the U-Net: the flat one (:class:`~diffplan.models.flat.FlatUnet`,
+every layer one dense product of the whole window) up to ``FLAT_MAX_HORIZON`` steps, the
+channels-last one (:class:`~diffplan.models.channels_last.ChannelsLastUnet`, a product over
+gathered taps) above, where the flat operators' ``H^2`` size outgrows the convolutions.
 
 Value guidance needs the value network's gradient, so it runs in eager PyTorch; with a
 fast backend on a CPU it differentiates the flat copy of the value network
@@ -32,8 +35,7 @@ rebuild it after the weights change (e.g. during fine-tuning).
 
 from __future__ import annotations
 
-import io
-import warnings
+import importlib.util
 from typing import Any, Literal, get_args
 
 import torch
@@ -45,7 +47,7 @@ from diffplan.models.flat import FlatUnet, FlatValueNetwork
 from diffplan.models.unet import TemporalUnet, has_attention
 from diffplan.models.value import ValueNetwork
 
-Backend = Literal["auto", "eager", "torchscript", "onnx", "hybrid"]
+Backend = Literal["auto", "eager", "matrix", "onnx", "hybrid"]
 SMALL_BATCH = 4
 """Largest batch the onnx and hybrid backends run through ONNX Runtime's convolutional graph."""
 FLAT_MAX_HORIZON = 8
@@ -57,28 +59,27 @@ def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) 
     """An ONNX Runtime session of ``model`` with a dynamic batch size, on torch's threads."""
     try:
         import onnxruntime
+        import onnxscript  # noqa: F401  (torch.onnx's exporter)
     except ImportError as error:
         raise ImportError(
-            "the onnx backend needs onnxruntime: pip install onnxruntime onnx "
-            "(or choose --planning.backend eager)"
+            "the onnx and hybrid backends need onnxruntime, onnx and onnxscript: "
+            "pip install onnxruntime onnx onnxscript (or choose --planning.backend matrix)"
         ) from error
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape checks
-        torch.onnx.export(
+    with torch.no_grad():
+        program = torch.onnx.export(
             model,
             example,
-            buffer,
             input_names=["x", "t"],
             output_names=["output"],
-            dynamic_axes={"x": {0: "batch"}, "t": {0: "batch"}, "output": {0: "batch"}},
-            dynamo=False,
+            dynamic_shapes=({0: torch.export.Dim.DYNAMIC}, {0: torch.export.Dim.DYNAMIC}),
+            dynamo=True,
+            verbose=False,
         )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(
-        buffer.getvalue(), options, providers=["CPUExecutionProvider"]
+        program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
 
 
@@ -122,19 +123,10 @@ class SplitByBatch(nn.Module):
         return (self.small if len(x) <= SMALL_BATCH else self.large)(x, t)
 
 
-def _traced(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
-    """``model`` traced and frozen by TorchScript."""
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape checks
-        return torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
-
-
-def _has_onnxruntime() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _has_onnx() -> bool:
+    return all(
+        importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx", "onnxscript")
+    )
 
 
 def resolve_backend(backend: Backend, device: torch.device) -> Backend:
@@ -144,7 +136,7 @@ def resolve_backend(backend: Backend, device: torch.device) -> Backend:
     if backend == "auto":
         if device.type != "cpu":
             return "eager"
-        return "hybrid" if _has_onnxruntime() else "torchscript"
+        return "hybrid" if _has_onnx() else "matrix"
     return backend
 
 
@@ -163,7 +155,7 @@ def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> 
         return model
     if backend in ("onnx", "hybrid") and device.type != "cpu":
         raise ValueError(
-            f"the {backend} backend runs on the CPU, not {device}; use eager or torchscript"
+            f"the {backend} backend runs on the CPU, not {device}; use eager or matrix"
         )
     horizon, dim = model.horizon, model.transition_dim
     example = (
@@ -171,11 +163,11 @@ def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> 
         torch.zeros(2, dtype=torch.long, device=device),
     )
     copy = matrix_copy(model) or model
-    if backend == "torchscript":
-        return _traced(copy, example)
+    if backend == "matrix":
+        return copy
     small = OnnxNetwork(model, example)
     if backend == "hybrid":
-        return SplitByBatch(small, _traced(copy, example))
+        return SplitByBatch(small, copy)
     return small if copy is model else SplitByBatch(small, OnnxNetwork(copy, example))
 
 

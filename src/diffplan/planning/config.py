@@ -42,9 +42,9 @@ class PlanningConfig:
     as well as the report's 20 DDPM steps (docs/PLANNING.md) at 4x the speed; the report's
     sampler is --planning.sampler.method ddpm --planning.sampler.steps 20."""
     backend: Backend = "auto"
-    """How the denoiser runs: eager PyTorch, TorchScript, ONNX Runtime (CPU), hybrid (CPU: ONNX
-    Runtime up to 4 windows, TorchScript above), or auto (hybrid on a CPU, eager on a GPU); all
-    compute the same function."""
+    """How the denoiser runs: eager PyTorch, matrix (its matrix-product copy), ONNX Runtime
+    (CPU), hybrid (CPU: ONNX Runtime up to 4 windows, the matrix copy above), or auto (hybrid
+    on a CPU, eager on a GPU); all compute the same function."""
     warm_start: WarmStart = field(default_factory=WarmStart)
     """Replan from the last plan shifted by k, noised to a given step (off by default)."""
     candidates: int = 64
