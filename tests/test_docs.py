@@ -100,3 +100,24 @@ def test_python_block_runs(finished_run: Path, where: str, code: str):
 
 def test_every_page_is_scanned():
     assert len(python_blocks()) >= 3  # README's and docs' examples are found
+
+
+def test_relative_links_point_to_files():
+    pages = [*PAGES, *sorted((ROOT / "docs" / "notes").glob("*.md"))]
+    broken = [
+        f"{page.relative_to(ROOT)}: {target}"
+        for page in pages
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+        if not target.startswith("http") and not (page.parent / target).exists()
+    ]
+    assert not broken
+
+
+def test_readme_first_screen():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) <= 10_000
+    first = "\n".join(text.splitlines()[:40])
+    assert first.count("```bash") == 2
+    assert "<!-- results-table -->" in first or "| preset | k |" in first
+    for private in ("../shared", "/work/", "issue "):
+        assert private not in text, private
