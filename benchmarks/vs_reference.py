@@ -132,8 +132,9 @@ class Pair:
         self.value_params = (counts_of(self.value), counts_of(ref_value))
         self.config = PlanningConfig()
         normalizer = Normalizer("gaussian", np.zeros(OBS + ACT), np.ones(OBS + ACT))
-        self.generator = TrajectoryGenerator(
-            self.unet, DDPMScheduler(STEPS), normalizer, OBS, backend=self.config.backend
+        self.generator, self.eager = (
+            TrajectoryGenerator(self.unet, DDPMScheduler(STEPS), normalizer, OBS, backend=backend)
+            for backend in (self.config.backend, "eager")
         )
 
     # --- training --------------------------------------------------------------------------
@@ -196,9 +197,11 @@ class Pair:
             if guided
             else {}
         )
-        backend = "eager" if eager else self.generator.backend
+        generator = self.eager if eager else self.generator
         guide = (
-            ValueGuide(gradient_network(self.value, backend, obs.device), self.config.guide)
+            ValueGuide(
+                gradient_network(self.value, generator.backend, obs.device), self.config.guide
+            )
             if guided
             else None
         )
@@ -207,7 +210,7 @@ class Pair:
             self.ref.conditional_sample({0: obs}, verbose=False, **ref_kwargs)
 
         def plan() -> None:
-            self.generator.sample(obs, sampler=self.config.sampler, guide=guide)
+            generator.sample(obs, sampler=self.config.sampler, guide=guide)
 
         return ref_plan, plan
 
@@ -215,10 +218,7 @@ class Pair:
         """FLOPs of an eager reference and diffplan plan. ``FlopCounterMode`` cannot follow
         ``autograd.grad``, so guidance is counted apart: a value forward and backward per
         guide step (the reference computes it at all 20 steps, zeroing it below t_stopgrad)."""
-        backend = self.generator.backend
-        self.generator.set_backend("eager")
         ref_flops, flops = (count_flops(fn) for fn in self.plans(batch, False, eager=True))
-        self.generator.set_backend(backend)
         if not guided:
             return ref_flops, flops
         x = torch.randn(batch, HORIZON, OBS + ACT, requires_grad=True)
@@ -234,7 +234,7 @@ class Pair:
             flops + guide_steps * guided_steps * value,
         )
 
-    def decisions(self) -> tuple[Callable[[], object], Callable[[], object], int]:
+    def decisions(self) -> tuple[Callable[[], object], Callable[[], object]]:
         """Closed-loop decisions at batch 1 in Walker2d-v5 (plan, first action, env step)."""
         envs = [gym.make("Walker2d-v5") for _ in range(2)]
         observations = [env.reset(seed=i)[0][None] for i, env in enumerate(envs)]
@@ -253,17 +253,7 @@ class Pair:
         def decide() -> None:
             advance(1, planner.act(observations[1])[0])
 
-        return ref_decide, decide, planner_flops(self, planner)
-
-
-def planner_flops(pair: Pair, planner) -> int:  # type: ignore[no-untyped-def]
-    """FLOPs of one batch-1 decision of ``planner`` (its plan counted eagerly)."""
-    _, plan = pair.plans(1, False, eager=True)
-    backend = pair.generator.backend
-    pair.generator.set_backend("eager")
-    flops = count_flops(plan)
-    pair.generator.set_backend(backend)
-    return flops
+        return ref_decide, decide
 
 
 def row(label: str, ref_s: float, our_s: float, flops: tuple[int, int], peak: float) -> None:
@@ -309,10 +299,8 @@ def main() -> None:
     ref_s, our_s = interleaved(*pair.plans(guided_batch, True), reps)
     flops = pair.plan_flops(guided_batch, True)
     row(f"guided plan, batch {guided_batch}", ref_s, our_s, flops, peak)
-    ref_decide, decide, our_flops = pair.decisions()
-    ref_s, our_s = interleaved(ref_decide, decide, reps * 4)
-    ref_flops = pair.plan_flops(1, False)[0]
-    row("closed-loop decision, batch 1", ref_s, our_s, (ref_flops, our_flops), peak)
+    ref_s, our_s = interleaved(*pair.decisions(), reps * 4)
+    row("closed-loop decision, batch 1", ref_s, our_s, pair.plan_flops(1, False), peak)
     print(f"closed-loop decisions/s: reference {1 / ref_s:.1f}, diffplan {1 / our_s:.1f}")
 
 

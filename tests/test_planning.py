@@ -104,7 +104,7 @@ def test_fast_backends_plan_like_eager(backend, horizon):
     pytest.importorskip("onnxruntime")
     generator = tiny_generator(horizon=horizon)
     sampler = SamplerConfig("ddim", 3)
-    for batch in (2, 5):  # the onnx backend's two graphs at H = 16 (batch <= 4 and larger)
+    for batch in (2, 5):  # the hybrid backend's two graphs (batch <= 4 and larger)
         observations = np.random.default_rng(batch).normal(size=(batch, OBS)).astype(np.float32)
         generator.set_backend("eager")
         eager = DiffusionPlanner(generator, sampler=sampler, seed=4).plan(observations)

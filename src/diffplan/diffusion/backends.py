@@ -8,16 +8,16 @@ overhead, not arithmetic. A backend runs the same weights through a leaner graph
 - ``"eager"``: plain PyTorch (any device; the fallback).
 - ``"matrix"``: a matrix-product copy of the U-Net (below; the U-Net itself where
   it has attention), run by eager PyTorch under ``inference_mode``.
-- ``"onnx"`` (CPU): ONNX Runtime, the convolutional graph for batches of up to
-  ``SMALL_BATCH`` windows and the matrix-product copy for larger ones, exported by
-  ``torch.export`` (``torch.onnx.export(dynamo=True)``, a few seconds per graph). Needs
-  the ``onnxruntime``, ``onnx`` and ``onnxscript`` packages.
-- ``"hybrid"`` (CPU): the fastest of those per batch size, ONNX Runtime's convolutional
-  graph up to ``SMALL_BATCH`` windows and the matrix copy above.
+- ``"onnx"`` (CPU): ONNX Runtime running the same copy, exported by ``torch.export``
+  (``torch.onnx.export(dynamo=True)``, a few seconds). Needs the ``onnxruntime``,
+  ``onnx`` and ``onnxscript`` packages.
+- ``"hybrid"`` (CPU): the fastest of those per batch size, ONNX Runtime up to
+  ``SMALL_BATCH`` windows and eager PyTorch above.
 
-``benchmarks/backend_graphs.py`` times every graph per horizon and batch: at H = 8 to
-32, ONNX Runtime's convolutional graph is the fastest for one window and the
-matrix-product copy from ten windows up. docs/PERFORMANCE.md compares these with
+``benchmarks/backend_graphs.py`` times every graph per horizon and batch: ONNX Runtime
+is the fastest for a few windows (at H = 8 its flat copy beats its convolutional graph,
+0.50 against 0.67 ms for one window; at H = 32 the two tie) and eager PyTorch from ten
+windows up. docs/PERFORMANCE.md compares these with
 TorchScript (deprecated, 5-25 % faster than the eager copy), ``torch.compile`` and
 AOTInductor (as fast or faster, after a 20-60 s compile per network). The copies
 compute the same function as the U-Net: the flat one (:class:`~diffplan.models.flat.FlatUnet`,
@@ -49,7 +49,7 @@ from diffplan.models.value import ValueNetwork
 
 Backend = Literal["auto", "eager", "matrix", "onnx", "hybrid"]
 SMALL_BATCH = 4
-"""Largest batch the onnx and hybrid backends run through ONNX Runtime's convolutional graph."""
+"""Largest batch the hybrid backend runs through ONNX Runtime (eager PyTorch above)."""
 FLAT_MAX_HORIZON = 8
 """Longest horizon whose U-Net runs as the flat copy (the fastest copy at H = 8 from ten
 windows up, slower than the channels-last one at H = 16 and 32)."""
@@ -165,10 +165,8 @@ def build_denoiser(model: nn.Module, backend: Backend, device: torch.device) -> 
     copy = matrix_copy(model) or model
     if backend == "matrix":
         return copy
-    small = OnnxNetwork(model, example)
-    if backend == "hybrid":
-        return SplitByBatch(small, copy)
-    return small if copy is model else SplitByBatch(small, OnnxNetwork(copy, example))
+    exported = OnnxNetwork(copy, example)
+    return SplitByBatch(exported, copy) if backend == "hybrid" else exported
 
 
 def gradient_network(value_net: nn.Module, backend: Backend, device: torch.device) -> nn.Module:
