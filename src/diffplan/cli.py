@@ -6,6 +6,7 @@ maps subcommand names to ``(config class, function)`` pairs.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -62,8 +63,8 @@ WITHOUT_CONFIG_FILE = {"info", "pool", "report", "sweep"}
 
 def _description(name: str, cls: type) -> str:
     """The command's help text: its options' docstring, and --config where it applies."""
-    text = (cls.__doc__ or "").strip()
-    return text if name in WITHOUT_CONFIG_FILE else f"{text}\n\n{CONFIG_FILE_HELP}"
+    text = inspect.cleandoc(cls.__doc__ or "")
+    return text if name in WITHOUT_CONFIG_FILE else f"{text}\n{CONFIG_FILE_HELP}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

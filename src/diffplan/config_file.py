@@ -19,10 +19,7 @@ from typing import Any
 import yaml
 
 CONFIG_FLAG = "--config"
-HELP = (
-    "--config FILE (YAML, or a run's config.json) sets this command's defaults; "
-    "flags given after it override them."
-)
+HELP = "--config FILE: defaults from YAML or a run's config.json; flags override them."
 
 
 def split_config_flag(args: list[str]) -> tuple[Path | None, list[str]]:
