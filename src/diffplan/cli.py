@@ -19,11 +19,13 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"
 
 from diffplan.agents.train_expert import TrainAgentConfig, train_agent
+from diffplan.baselines.command import BaselineConfig, baseline
 from diffplan.collect import CollectConfig, collect
 from diffplan.config_file import HELP as CONFIG_FILE_HELP
 from diffplan.config_file import apply_config_file
 from diffplan.data.sources import InfoConfig, show_info
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
+from diffplan.evaluation.pooled import PoolConfig, pool_command
 from diffplan.evaluation.results import ReportConfig, report_command
 from diffplan.evaluation.selection import SelectCheckpointConfig, select_checkpoint
 from diffplan.finetune import FinetuneConfig, finetune
@@ -51,6 +53,8 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "train-dynamics": (TrainDynamicsConfig, train_dynamics),
     "evaluate": (EvaluateConfig, evaluate),
     "select-checkpoint": (SelectCheckpointConfig, select_checkpoint),
+    "baseline": (BaselineConfig, baseline),
+    "pool": (PoolConfig, pool_command),
     "report": (ReportConfig, report_command),
     "finetune": (FinetuneConfig, finetune),
     "sweep": (SweepConfig, sweep),

@@ -1,0 +1,1 @@
+"""Baselines in the planners' harness: behaviour cloning and d3rlpy's IQL and TD3+BC."""
