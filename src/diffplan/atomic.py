@@ -61,12 +61,7 @@ def atomic_directory(destination: str | os.PathLike, *, overwrite: bool = False)
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700 directories
         if destination.exists():
-            old = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{destination.name}.", suffix=".old", dir=destination.parent
-                )
-            )
-            os.replace(destination, old / "previous")
+            old = _set_aside(destination)
             os.replace(tmp, destination)
             shutil.rmtree(old)
         else:
@@ -74,6 +69,19 @@ def atomic_directory(destination: str | os.PathLike, *, overwrite: bool = False)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _set_aside(directory: Path) -> Path:
+    """Move ``directory`` into a new hidden ``.NAME.XXXXXXXX.old`` beside it; returns that."""
+    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
+    os.replace(directory, old / "previous")
+    return old
+
+
+def remove_directory(directory: str | os.PathLike) -> None:
+    """Delete ``directory`` so that it never stands half-deleted under its name: it is moved
+    aside first (a kill leaves a hidden ``.old`` folder that the next start removes)."""
+    shutil.rmtree(_set_aside(Path(directory)))
 
 
 def write_json(destination: str | os.PathLike, data: Any) -> None:
