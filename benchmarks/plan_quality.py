@@ -21,12 +21,11 @@ import torch
 import tyro
 from plan_speed import GUIDED, UNGUIDED
 
+from diffplan.checkpoints import load_diffusion, load_value_network
 from diffplan.data.episodes import DatasetInfo
 from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.rollout import run_episodes
 from diffplan.planning.dynamics import ActionsFromStates
-from diffplan.training import checkpoint as ckpt
-from diffplan.training.loading import load_generator, load_value_network
 
 
 @dataclass
@@ -50,8 +49,8 @@ class Options:
 
 def main(options: Options) -> None:
     torch.set_num_threads(options.threads)
-    generator = load_generator(options.diffusion)
-    data = DatasetInfo(**ckpt.read_meta(ckpt.resolve(options.diffusion)).dataset)
+    generator, diffusion = load_diffusion(options.diffusion)
+    data = DatasetInfo(**diffusion.meta.dataset)
     value_net = load_value_network(options.value) if options.value else None
     inverse = ActionsFromStates(options.inverse_dynamics) if options.inverse_dynamics else None
     env = gym.make(data.env_id or "Walker2d-v5")

@@ -25,11 +25,11 @@ import torch
 import tyro
 from torch.utils.flop_counter import FlopCounterMode
 
+from diffplan.checkpoints import load_generator, load_value_network
 from diffplan.data import Normalizer
 from diffplan.diffusion import DDPMScheduler, SamplerConfig, TrajectoryGenerator
 from diffplan.models import TemporalUnet, ValueNetwork
 from diffplan.planning import GuideConfig, PlanningConfig, WarmStart
-from diffplan.training.loading import load_generator, load_value_network
 
 
 @dataclass

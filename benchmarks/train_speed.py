@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffplan.checkpoints.store import CheckpointMeta
 from diffplan.data import TrajectoryDataset, WindowDataset, make_episode
 from diffplan.diffusion import DDPMScheduler, denoising_loss, loss_weights, state_mask
 from diffplan.models import TemporalUnet
 from diffplan.training import OptimConfig
-from diffplan.training.checkpoint import CheckpointMeta
 from diffplan.training.trainer import Trainer, start_process
 
 SIZES = [(1, 2, 4), (1, 2, 4, 8)]

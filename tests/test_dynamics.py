@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_training import ROTATION, toy_dynamics_dataset
 
+from diffplan.checkpoints import store as ckpt
 from diffplan.data import Normalizer
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import DDPMScheduler, TrajectoryGenerator
@@ -18,7 +19,6 @@ from diffplan.planning import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.training import OptimConfig, TrainDynamicsConfig, train_dynamics
-from diffplan.training import checkpoint as ckpt
 from diffplan.training.config import DynamicsNetConfig
 
 

@@ -16,6 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from diffplan.checkpoints import load_generator
+from diffplan.checkpoints import store as ckpt
 from diffplan.cli import main
 from diffplan.data import TrajectoryDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
@@ -48,10 +50,8 @@ from diffplan.training import (
     TrainConfig,
     UNetConfig,
     WindowConfig,
-    load_generator,
     train,
 )
-from diffplan.training import checkpoint as ckpt
 
 ENV_ID = "diffplan-test/PointMass-v0"
 EPISODE_STEPS = 30

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from diffplan.checkpoints import load_generator
+from diffplan.checkpoints import store as ckpt
 from diffplan.data import TrajectoryDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import ClassifierFreeGuidance, ReturnGuidanceConfig
 from diffplan.diffusion.backends import build_denoiser
 from diffplan.models import TemporalUnet
-from diffplan.training import OptimConfig, TrainConfig, UNetConfig, load_generator, train
-from diffplan.training import checkpoint as ckpt
+from diffplan.training import OptimConfig, TrainConfig, UNetConfig, train
 from diffplan.training.config import ReturnConditionConfig
 
 

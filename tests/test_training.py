@@ -14,6 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from diffplan.checkpoints import build_network, load_generator
+from diffplan.checkpoints import store as ckpt
 from diffplan.data import TrajectoryDataset, WindowDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.data.sources import load_dataset
@@ -26,13 +28,10 @@ from diffplan.training import (
     UNetConfig,
     ValueNetConfig,
     WindowConfig,
-    load_generator,
     train,
     train_value,
 )
-from diffplan.training import checkpoint as ckpt
 from diffplan.training.ema import EMA
-from diffplan.training.loading import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 ANGLE = 0.3  # toy dynamics: rotate the 2-D state by ANGLE, push its first coordinate by 0.2 a

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from diffplan.checkpoints.store import checkpoints
 from diffplan.collect import CollectConfig, collect
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.planning.config import PlanningConfig
@@ -34,7 +35,6 @@ from diffplan.training import (
     train_dynamics,
     train_value,
 )
-from diffplan.training.checkpoint import checkpoints
 from diffplan.training.config import UNetConfig, ValueNetConfig, WindowConfig
 
 

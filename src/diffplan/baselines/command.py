@@ -25,6 +25,7 @@ import torch
 
 from diffplan.atomic import write_json
 from diffplan.baselines import bc, offline_rl
+from diffplan.checkpoints.store import jsonable
 from diffplan.data.episodes import DatasetInfo, TrajectoryDataset
 from diffplan.data.sources import load_dataset
 from diffplan.evaluation.metrics import summarize
@@ -32,7 +33,6 @@ from diffplan.evaluation.pooled import pool, read_metrics, write_pooled
 from diffplan.evaluation.report import SettingResult, write_report
 from diffplan.evaluation.rollout import Controller, run_episodes
 from diffplan.runtime import DeviceChoice, git_revision
-from diffplan.training.checkpoint import jsonable
 
 Algo = Literal["bc", "iql", "td3bc"]
 DEFAULT_STEPS = {

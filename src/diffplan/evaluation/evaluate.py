@@ -21,6 +21,8 @@ import gymnasium as gym
 import torch
 
 from diffplan.atomic import write_json
+from diffplan.checkpoints import store as ckpt
+from diffplan.checkpoints.loading import load_diffusion, load_network
 from diffplan.data.episodes import DatasetInfo
 from diffplan.diffusion.guidance import ClassifierFreeGuidance
 from diffplan.evaluation.metrics import summarize
@@ -31,8 +33,6 @@ from diffplan.planning.config import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
-from diffplan.training import checkpoint as ckpt
-from diffplan.training.loading import load_generator, load_network
 
 
 @dataclass
@@ -79,16 +79,14 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    generator = load_generator(
+    generator, diffusion = load_diffusion(
         config.diffusion,
         device=device,
         weights=config.weights,
         backend=config.planning.backend,
         returns=config.planning.returns,
     )
-    checkpoint = ckpt.resolve(config.diffusion)
-    meta = ckpt.read_meta(checkpoint)
-    step = ckpt.STEP_DIR.match(checkpoint.name)
+    meta = diffusion.meta
     data = DatasetInfo(**meta.dataset)
     env_id = data.env_id
     if env_id is None:
@@ -102,7 +100,8 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
         raise ValueError(f"--episodes must be >= 1, got {config.episodes}")
     value_net = None
     if config.value is not None:
-        value_net, value_meta = load_network(config.value, "value", device=device)
+        value = load_network(config.value, "value", device=device)
+        value_net, value_meta = value.network, value.meta
         if value_meta.normalizer.state_dict() != meta.normalizer.state_dict() or (
             value_meta.architecture["horizon"] != horizon
         ):
@@ -169,7 +168,7 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             header,
             model=f"{config.diffusion} (H = {horizon})",
             config=config_record(config),
-            checkpoint_step=int(step.group(1)) if step else None,
+            checkpoint_step=diffusion.step,
         )
     if config.video:
         label, k, guided = settings[0]

@@ -22,10 +22,10 @@ from typing import Literal
 from matplotlib.figure import Figure
 
 from diffplan.atomic import atomic_path, write_json
+from diffplan.checkpoints import store as ckpt
 from diffplan.evaluation.evaluate import EvaluateConfig, config_record, evaluate
 from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice
-from diffplan.training import checkpoint as ckpt
 
 # Options that change how an evaluation runs but not its episodes.
 _RUN_ONLY = ("threads", "progress", "device", "video")

@@ -32,6 +32,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from diffplan.atomic import atomic_directory
+from diffplan.checkpoints import store as ckpt
+from diffplan.checkpoints.loading import load_diffusion, load_network
 from diffplan.data.sources import load_dataset
 from diffplan.diffusion.guidance import ClassifierFreeGuidance
 from diffplan.finetune.chain import DenoisingChain
@@ -40,9 +42,7 @@ from diffplan.finetune.ppo import Critic, UpdateStats, gae, ppo_update
 from diffplan.finetune.prior import DenoisingRegularizer, OODPenalty
 from diffplan.finetune.report import MetricsLog, plot_returns, read_metrics
 from diffplan.finetune.rollout import Collector, Rollout
-from diffplan.training import checkpoint as ckpt
 from diffplan.training.commands import resume_point
-from diffplan.training.loading import load_generator, load_network
 from diffplan.training.trainer import make_optimizer, start_process, write_run_config
 
 # Settings that may change when resuming; all others must match the checkpoint.
@@ -73,13 +73,13 @@ class Finetuner:
     def __init__(self, config: FinetuneConfig, device: torch.device) -> None:
         self.config, self.device = config, device
         self.source = ckpt.resolve(config.diffusion)
-        self.generator = load_generator(self.source, device=device, weights=config.weights)
+        self.generator, loaded = load_diffusion(self.source, device=device, weights=config.weights)
         if isinstance(self.generator.model, ClassifierFreeGuidance):
             raise ValueError(
                 f"{self.source} is return-conditioned; fine-tuning supports plain diffusion "
                 "models (diffplan train without --returns.enabled)"
             )
-        self.meta = ckpt.read_meta(self.source)
+        self.meta = loaded.meta
         env_id = self.meta.dataset["env_id"]
         if env_id is None:
             raise ValueError(f"{config.diffusion}: its dataset names no environment to act in")
@@ -144,9 +144,9 @@ class Finetuner:
         options = self.config.ood
         if options.weight == 0:
             return None
-        frozen, _ = load_network(
+        frozen = load_network(
             self.source, "diffusion", device=self.device, weights=self.config.weights
-        )
+        ).network
         step = self.generator.scheduler.num_train_timesteps // 2
         return OODPenalty(
             frozen,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from diffplan.training.loading import load_network
+from diffplan.checkpoints.loading import load_network
 
 
 class _OneStepModel:
@@ -23,7 +23,8 @@ class _OneStepModel:
     kind: str
 
     def __init__(self, path: str | Path, *, device: str | torch.device = "cpu") -> None:
-        self.net, meta = load_network(path, self.kind, device=device)
+        loaded = load_network(path, self.kind, device=device)
+        self.net, meta = loaded.network, loaded.meta
         self.path, self.device = Path(path), torch.device(device)
         self.obs_dim, self.act_dim = meta.dataset["obs_dim"], meta.dataset["act_dim"]
         self.observations = meta.normalizer.slice(0, self.obs_dim)

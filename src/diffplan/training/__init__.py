@@ -1,5 +1,5 @@
-"""Training of the diffusion model, value network and dynamics models: typed configs,
-the loop (EMA, logging, DDP), checkpoints and their loading."""
+"""Training of the diffusion model, value network and dynamics models: typed configs and
+the loop (EMA, logging, DDP); checkpoints are :mod:`diffplan.checkpoints`."""
 
 from diffplan.training.commands import train, train_dynamics, train_value
 from diffplan.training.config import (
@@ -11,7 +11,6 @@ from diffplan.training.config import (
     ValueNetConfig,
     WindowConfig,
 )
-from diffplan.training.loading import build_network, load_generator
 
 __all__ = [
     "OptimConfig",
@@ -21,8 +20,6 @@ __all__ = [
     "UNetConfig",
     "ValueNetConfig",
     "WindowConfig",
-    "build_network",
-    "load_generator",
     "train",
     "train_dynamics",
     "train_value",

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from diffplan.checkpoints import store as ckpt
+from diffplan.checkpoints.loading import build_network
 from diffplan.data.normalizers import Normalizer, NormalizerKind
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import WindowBatch, WindowDataset
@@ -19,7 +21,6 @@ from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.loss import denoising_loss, value_loss
 from diffplan.diffusion.masks import loss_weights, state_mask
 from diffplan.models.dynamics import DYNAMICS, transition_loss
-from diffplan.training import checkpoint as ckpt
 from diffplan.training.config import (
     RunOptions,
     TrainConfig,
@@ -27,7 +28,6 @@ from diffplan.training.config import (
     TrainValueConfig,
     WindowConfig,
 )
-from diffplan.training.loading import build_network
 from diffplan.training.trainer import LossFn, Process, Trainer, start_process, write_run_config
 
 # Settings that may change when resuming; all others must match the checkpoint.

@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 import diffplan
 from diffplan.atomic import atomic_path, write_json
+from diffplan.checkpoints import store as ckpt
 from diffplan.data.windows import WindowBatch, WindowDataset
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
-from diffplan.training import checkpoint as ckpt
 from diffplan.training.config import OptimConfig
 from diffplan.training.ema import EMA
 
