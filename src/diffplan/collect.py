@@ -31,6 +31,7 @@ from diffplan.agents import (
 )
 from diffplan.data.episodes import Episode, TrajectoryDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
+from diffplan.outputs import output_folder
 from diffplan.tasks import DEFAULT_ENV, require_agent
 
 NoiseKind = Literal["none", "gaussian", "policy"]
@@ -245,10 +246,11 @@ def collect_dataset(config: CollectConfig) -> TrajectoryDataset:
 
 def collect(config: CollectConfig) -> TrajectoryDataset:
     """Run ``diffplan collect``: roll out, record provenance, write ``config.out``."""
-    if config.out.exists() and not config.overwrite:
-        raise FileExistsError(f"{config.out} already exists; choose another --out or --overwrite")
-    dataset = collect_dataset(config)
-    write_minari_dir(dataset, config.out, overwrite=config.overwrite)
+    existing = "replace" if config.overwrite else "refuse"
+    # the dataset is written atomically: a replaced one stays until the new one is complete
+    with output_folder(config.out, "collect", existing=existing, marker=False):
+        dataset = collect_dataset(config)
+        write_minari_dir(dataset, config.out, overwrite=config.overwrite)
     steps, seconds = dataset.info.num_steps, dataset.source["collect_seconds"]
     print(dataset.summary())
     print(f"collect   {steps} steps in {seconds:.1f} s ({steps / max(seconds, 0.01):.0f} steps/s)")

@@ -23,6 +23,7 @@ from pathlib import Path
 from diffplan.checkpoints.store import checkpoints
 from diffplan.collect import CollectConfig, collect
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
+from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice
 from diffplan.tasks import DEFAULT_ENV, require_agent, task_for
@@ -106,7 +107,12 @@ class RunConfig:
 
 
 def run(config: RunConfig) -> None:
-    """Run ``diffplan run`` (module docstring)."""
+    """Run ``diffplan run`` (module docstring); a rerun continues in the same --out."""
+    with output_folder(config.out, "run", existing="reuse"):
+        _run(config)
+
+
+def _run(config: RunConfig) -> None:
     task = task_for(config.env)
     config = replace(
         config.profile(),
@@ -202,6 +208,7 @@ def run(config: RunConfig) -> None:
         planning=config.planning,
         device=config.device,
         threads=config.threads,
+        overwrite=True,  # a rerun evaluates again
     )
     reports = [sweep.out / "report.md"]
     evaluate(sweep)

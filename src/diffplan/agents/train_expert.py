@@ -33,6 +33,7 @@ from diffplan.agents.loading import load_agent
 from diffplan.agents.replay import EpisodeRecorder, snapshot_dir, write_replay
 from diffplan.atomic import atomic_path, write_json
 from diffplan.data.episodes import Episode
+from diffplan.outputs import output_folder
 from diffplan.tasks import DEFAULT_ENV
 
 RELU = "torch.nn.modules.activation ReLU"
@@ -193,6 +194,11 @@ def write_model_card(
 
 def train_agent(config: TrainAgentConfig) -> Path:
     """Run ``diffplan train-agent``; returns the agent directory (``config.out``)."""
+    with output_folder(config.out, "train-agent", existing="reuse"):
+        return _train_agent(config)
+
+
+def _train_agent(config: TrainAgentConfig) -> Path:
     try:
         from stable_baselines3 import PPO
         from stable_baselines3.common.callbacks import BaseCallback

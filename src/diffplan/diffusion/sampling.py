@@ -147,6 +147,7 @@ class TrajectoryGenerator:
         self.obs_dim = obs_dim
         self.horizon: int = model.horizon
         self.act_dim = normalizer.dim - obs_dim
+        self._obs_normalizer = normalizer.slice(0, obs_dim)  # built once: sample is a hot path
         self.fixed = state_mask(self.horizon, obs_dim, self.act_dim)
         self.set_backend(backend)
 
@@ -162,9 +163,16 @@ class TrajectoryGenerator:
     def timesteps(self, sampler: SamplerConfig, *, start: int | None = None) -> torch.Tensor:
         """The descending chain ``sampler`` walks from ``start`` (default ``T_d - 1``) to 0.
 
-        A chain cannot have more steps than it has diffusion steps: it then runs them all.
+        A full chain refuses more steps than the model's ``T_d``; a shorter one (``start``,
+        warm starts) runs all its steps when ``sampler.steps`` exceeds them.
         """
-        first = self.scheduler.num_train_timesteps - 1 if start is None else start
+        total = self.scheduler.num_train_timesteps
+        if start is None and sampler.steps is not None and sampler.steps > total:
+            raise ValueError(
+                f"--planning.sampler.steps {sampler.steps} exceeds the model's {total} diffusion "
+                f"steps; pass at most {total} (or leave it out to run all of them)"
+            )
+        first = total - 1 if start is None else start
         steps = None if sampler.steps is None else min(sampler.steps, first + 1)
         return self.scheduler.timesteps(steps, start=start)
 
@@ -187,7 +195,7 @@ class TrajectoryGenerator:
         obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise ValueError(f"expected observations (B, {self.obs_dim}), got {tuple(obs.shape)}")
-        obs = self.normalizer.slice(0, self.obs_dim).normalize(obs)
+        obs = self._obs_normalizer.normalize(obs)
         sampler = sampler or SamplerConfig()
         timesteps = self.timesteps(sampler, start=start)
         if init is not None:

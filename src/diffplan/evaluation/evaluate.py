@@ -29,6 +29,7 @@ from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.report import SettingResult, write_report
 from diffplan.evaluation.rollout import run_episodes
 from diffplan.evaluation.video import record_episode
+from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.planning.planner import DiffusionPlanner
@@ -72,10 +73,24 @@ class EvaluateConfig:
     """Show progress bars."""
     video: bool = False
     """Also record one episode (first seed, first setting) as rollout.gif (needs offscreen GL)."""
+    overwrite: bool = False
+    """Replace an existing evaluation in --out (its old files are deleted first)."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1 (or left out), got {self.threads}")
 
 
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     """Run ``diffplan evaluate`` (module docstring); returns the results per setting."""
+    existing = "replace" if config.overwrite else "refuse"
+    with output_folder(config.out, "evaluate", existing=existing):
+        return _evaluate(config)
+
+
+def _evaluate(config: EvaluateConfig) -> list[SettingResult]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
@@ -87,6 +102,7 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
         returns=config.planning.returns,
     )
     meta = diffusion.meta
+    generator.timesteps(config.planning.sampler)  # refuses more steps than the model has
     data = DatasetInfo(**meta.dataset)
     env_id = data.env_id
     if env_id is None:
@@ -96,8 +112,6 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     guided_windows = config.guided_windows or ((horizon - 1,) if config.value else ())
     if guided_windows and config.value is None:
         raise ValueError("--guided-windows needs --value (a trained value network)")
-    if config.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {config.episodes}")
     value_net = None
     if config.value is not None:
         value = load_network(config.value, "value", device=device)
@@ -130,6 +144,8 @@ def evaluate(config: EvaluateConfig) -> list[SettingResult]:
             "device": str(device),
             "env_id": env_id,
             "horizon": horizon,
+            "checkpoint": str(diffusion.path),
+            "checkpoint_step": diffusion.step,
             "dataset": data.to_dict(),
         },
     )

@@ -24,11 +24,12 @@ from matplotlib.figure import Figure
 from diffplan.atomic import atomic_path, write_json
 from diffplan.checkpoints import store as ckpt
 from diffplan.evaluation.evaluate import EvaluateConfig, config_record, evaluate
+from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
 from diffplan.runtime import DeviceChoice
 
 # Options that change how an evaluation runs but not its episodes.
-_RUN_ONLY = ("threads", "progress", "device", "video")
+_RUN_ONLY = ("threads", "progress", "device", "video", "overwrite")
 
 
 @dataclass
@@ -82,6 +83,11 @@ class CheckpointScore:
 
 def select_checkpoint(config: SelectCheckpointConfig) -> CheckpointScore:
     """Run ``diffplan select-checkpoint`` (module docstring); returns the chosen checkpoint."""
+    with output_folder(config.out, "select-checkpoint", existing="reuse"):
+        return _select_checkpoint(config)
+
+
+def _select_checkpoint(config: SelectCheckpointConfig) -> CheckpointScore:
     candidates = _checkpoints(config.run, config.steps)
     scores = []
     for number, (step, checkpoint) in enumerate(candidates, 1):
@@ -138,6 +144,7 @@ def _evaluate_config(config: SelectCheckpointConfig, checkpoint: Path, out: Path
         device=config.device,
         threads=config.threads,
         progress=config.progress,
+        overwrite=True,  # an unfinished or outdated evaluation of this selection
     )
 
 

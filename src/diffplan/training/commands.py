@@ -21,6 +21,7 @@ from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.loss import denoising_loss, value_loss
 from diffplan.diffusion.masks import loss_weights, state_mask
 from diffplan.models.dynamics import DYNAMICS, transition_loss
+from diffplan.outputs import output_folder
 from diffplan.training.config import (
     RunOptions,
     TrainConfig,
@@ -75,11 +76,13 @@ def make_windows(
 
 
 @contextmanager
-def training_process(config: RunOptions) -> Iterator[Process]:
-    """This process (:func:`start_process`); under torchrun it leaves the group at the end."""
+def training_process(config: RunOptions, command: str) -> Iterator[Process]:
+    """This process (:func:`start_process`) holding ``config.out`` for ``diffplan command``
+    (:func:`~diffplan.outputs.output_folder`); under torchrun it leaves the group at the end."""
     process = start_process(config.device, config.threads)
     try:
-        yield process
+        with output_folder(config.out, command, existing="reuse"):
+            yield process
     finally:
         if process.world_size > 1:
             dist.destroy_process_group()
@@ -143,7 +146,7 @@ def run_training(
 
 def train(config: TrainConfig) -> list[tuple[int, float]]:
     """Train the diffusion model; returns the logged ``(step, loss)`` pairs."""
-    with training_process(config) as process:
+    with training_process(config, "train") as process:
         resume_from = resume_point(config)
         conditioned = config.returns.enabled
         returns_kwargs = (
@@ -229,7 +232,7 @@ def diffusion_fingerprint(config: TrainConfig, windows: WindowDataset) -> dict[s
 
 def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
     """Train the value network; returns the logged ``(step, loss)`` pairs."""
-    with training_process(config) as process:
+    with training_process(config, "train-value") as process:
         resume_from = resume_point(config)
         windows = make_windows(
             config,
@@ -275,7 +278,7 @@ def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
 def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
     """Train a dynamics model on consecutive steps (an inverse one with ``reach`` M: on
     steps up to M apart); returns the logged ``(step, loss)`` pairs."""
-    with training_process(config) as process:
+    with training_process(config, "train-dynamics") as process:
         resume_from = resume_point(config)
         # Windows without padding: every (s_t, a_t, s_t+1 .. s_t+reach) inside an episode.
         pairs = WindowConfig(horizon=config.reach + 1, normalizer=config.normalizer, padding="none")
