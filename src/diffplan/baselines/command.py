@@ -7,8 +7,10 @@ same evaluation files as ``diffplan evaluate`` (``results.json``, ``metrics.csv`
 ``OUT`` gets ``config.json`` and the runs pooled over training seeds (``pooled.md``,
 ``pooled.json``; see :mod:`diffplan.evaluation.pooled`).
 
-A seed folder that already holds a policy trained with the same options is
-evaluated again without retraining; one trained with other options is refused.
+``OUT`` is claimed as every command's folder is (:func:`~diffplan.outputs.output_folder`:
+a lock; another command's output refused). A seed folder that already holds a policy
+trained with the same options is evaluated again without retraining; one trained with
+other options is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.pooled import pool, read_metrics, write_pooled
 from diffplan.evaluation.report import SettingResult, write_report
 from diffplan.evaluation.rollout import Controller, run_episodes
+from diffplan.outputs import output_folder
 from diffplan.runtime import DeviceChoice, git_revision
 
 Algo = Literal["bc", "iql", "td3bc"]
@@ -91,28 +94,28 @@ def baseline(config: BaselineConfig) -> dict[int, SettingResult]:
     dataset.check_env(env.observation_space.shape, env.action_space.shape)
     low, high = env.action_space.low, env.action_space.high
     env.close()
-    config.out.mkdir(parents=True, exist_ok=True)
-    write_json(
-        config.out / "config.json",
-        {
-            "config": jsonable(asdict(config)),
-            "git_revision": git_revision(),
-            "dataset": data.to_dict(),
-        },
-    )
-    episode_seeds = [config.seed + i for i in range(config.episodes)]
-    results = {}
-    for seed in config.seeds:
-        folder = config.out / f"seed-{seed}"
-        policy = _trained_policy(config, dataset, low, high, steps, seed, folder)
-        results[seed] = _evaluate(policy, config, data, episode_seeds, seed, steps, folder)
-    records = {f"seed-{s}": read_metrics(config.out / f"seed-{s}") for s in config.seeds}
-    header = (
-        f"# {config.algo} on {config.dataset}, {steps} steps, training seeds "
-        f"{', '.join(map(str, config.seeds))}\n\n{config.episodes} episodes per training seed, "
-        f"episode seeds {episode_seeds[0]} to {episode_seeds[-1]}."
-    )
-    write_pooled(pool(records), config.out, header)
+    with output_folder(config.out, "baseline", existing="reuse"):
+        write_json(
+            config.out / "config.json",
+            {
+                "config": jsonable(asdict(config)),
+                "git_revision": git_revision(),
+                "dataset": data.to_dict(),
+            },
+        )
+        episode_seeds = [config.seed + i for i in range(config.episodes)]
+        results = {}
+        for seed in config.seeds:
+            folder = config.out / f"seed-{seed}"
+            policy = _trained_policy(config, dataset, low, high, steps, seed, folder)
+            results[seed] = _evaluate(policy, config, data, episode_seeds, seed, steps, folder)
+        records = {f"seed-{s}": read_metrics(config.out / f"seed-{s}") for s in config.seeds}
+        header = (
+            f"# {config.algo} on {config.dataset}, {steps} steps, training seeds "
+            f"{', '.join(map(str, config.seeds))}\n\n{config.episodes} episodes per training seed, "
+            f"episode seeds {episode_seeds[0]} to {episode_seeds[-1]}."
+        )
+        write_pooled(pool(records), config.out, header)
     print(f"written   {config.out}/pooled.md")
     return results
 

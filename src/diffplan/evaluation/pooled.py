@@ -27,6 +27,7 @@ import tyro
 
 from diffplan.atomic import atomic_path, write_json
 from diffplan.evaluation.metrics import bootstrap_ci
+from diffplan.outputs import output_folder
 
 POOLED_MD, POOLED_JSON = "pooled.md", "pooled.json"
 
@@ -190,6 +191,7 @@ def pool_command(config: PoolConfig) -> list[PooledSetting]:
         )
     notes = [selection_note(r, s) for r, s in zip(config.runs, config.selections, strict=False)]
     pooled = pool({name: read_metrics(run) for name, run in zip(names, config.runs, strict=True)})
-    write_pooled(pooled, config.out, "\n\n".join([f"# Pooled over {len(names)} runs", *notes]))
+    with output_folder(config.out, "pool", existing="reuse"):
+        write_pooled(pooled, config.out, "\n\n".join([f"# Pooled over {len(names)} runs", *notes]))
     print(f"written   {config.out}/{POOLED_MD}")
     return pooled
