@@ -9,6 +9,7 @@ ticks for k, and are saved as PNG and PDF.
 from __future__ import annotations
 
 import csv
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -88,6 +89,11 @@ def figure_title(model: str, data: DatasetInfo, results: Sequence[SettingResult]
     )
 
 
+def _wrapped(title: str) -> str:
+    """``title`` in lines short enough for a figure's width."""
+    return "\n".join(textwrap.wrap(title, 100))
+
+
 def markdown_report(results: list[SettingResult], data: DatasetInfo, header: str) -> str:
     """The report's Figure 1 table with 95 % CIs, falls and the D4RL score."""
     table = results_table([results_document(results, data)])
@@ -159,7 +165,7 @@ def plot_scores(
         axis.grid(alpha=0.3)
     left.axhline(100, color="gray", lw=0.8, ls="--")
     left.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_wrapped(title), fontsize=9)
     fig.tight_layout()
     _save(fig, stem)
 
@@ -190,7 +196,8 @@ def plot_episodes(
     axis.set_xticks(range(len(results)), labels, rotation=30, ha="right", fontsize=8)
     axis.set_ylabel("episode return")
     axis.set_title(
-        f"{title}\nx: completed, red triangle: fell, black: mean with 95 % CI", fontsize=9
+        f"{_wrapped(title)}\nx: completed, red triangle: fell, black: mean with 95 % CI",
+        fontsize=9,
     )
     axis.legend(loc="best")
     axis.margins(x=0.05)
