@@ -57,6 +57,18 @@ def tiny_dataset() -> TrajectoryDataset:
     return synthetic_dataset()
 
 
+def cli_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run ``diffplan ARGS`` in this process; assert exit code 2 and no traceback; the message."""
+    from diffplan.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
 def agent_zip(name: str) -> Path:
     """Path to a shared RL Zoo agent zip; skips the test where ../shared is absent."""
     path = AGENTS / f"{name}-Walker2d-v3" / "Walker2d-v3.zip"
