@@ -20,7 +20,6 @@ so ``diffplan evaluate --diffusion OUT`` reads it; plus ``critic.safetensors`` a
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from diffplan.atomic import atomic_directory
+from diffplan.atomic import atomic_directory, remove_directory
 from diffplan.checkpoints import store as ckpt
 from diffplan.checkpoints.loading import load_diffusion, load_network
 from diffplan.data.sources import load_dataset
@@ -40,10 +39,16 @@ from diffplan.finetune.chain import DenoisingChain
 from diffplan.finetune.config import FinetuneConfig
 from diffplan.finetune.ppo import Critic, UpdateStats, gae, ppo_update
 from diffplan.finetune.prior import DenoisingRegularizer, OODPenalty
-from diffplan.finetune.report import MetricsLog, plot_returns, read_metrics
+from diffplan.finetune.report import METRICS, plot_returns, read_metrics
 from diffplan.finetune.rollout import Collector, Rollout
+from diffplan.outputs import output_folder
 from diffplan.training.commands import resume_point
-from diffplan.training.trainer import make_optimizer, start_process, write_run_config
+from diffplan.training.trainer import (
+    MetricsLogger,
+    make_optimizer,
+    start_process,
+    write_run_config,
+)
 
 # Settings that may change when resuming; all others must match the checkpoint.
 RESUMABLE = (
@@ -192,7 +197,7 @@ class Finetuner:
             save_file(critic, str(tmp / f"{CRITIC}.safetensors"))
             torch.save({"critic_optimizer": self.critic_optimizer.state_dict()}, tmp / STATE)
         for old in ckpt.checkpoints(out)[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old)
+            remove_directory(old)
 
     def advantages(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE advantages and returns ``(n,)`` of the rollout's decisions (scaled rewards)."""
@@ -242,6 +247,11 @@ def metrics_row(
 
 def finetune(config: FinetuneConfig) -> list[dict[str, Any]]:
     """Run ``diffplan finetune`` (module docstring); returns this run's metrics rows."""
+    with output_folder(config.out, "finetune", existing="reuse"):
+        return _finetune(config)
+
+
+def _finetune(config: FinetuneConfig) -> list[dict[str, Any]]:
     process = start_process(config.device, config.threads)
     if process.world_size > 1:
         raise ValueError("diffplan finetune runs in one process; start it without torchrun")
@@ -263,7 +273,7 @@ def finetune(config: FinetuneConfig) -> list[dict[str, Any]]:
         window_sampling=config.window_sampling,
         penalty=penalty,
     )
-    log = MetricsLog(config.out, tuner.iteration)
+    log = MetricsLogger(config.out, tuner.iteration, METRICS)
     bar = tqdm(
         total=config.iterations,
         initial=tuner.iteration,

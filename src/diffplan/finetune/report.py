@@ -1,4 +1,5 @@
-"""What a fine-tune run records: ``metrics.csv`` (one row per iteration) and ``returns.png``."""
+"""What a fine-tune run records: ``metrics.csv`` (one row per iteration, written by
+:class:`~diffplan.training.trainer.MetricsLogger`, also to TensorBoard) and ``returns.png``."""
 
 from __future__ import annotations
 
@@ -26,38 +27,6 @@ METRICS = (
     "ood_penalty",
     "elapsed_s",
 )
-
-
-class MetricsLog:
-    """Appends one row per iteration to ``<out>/metrics.csv`` (columns :data:`METRICS`; a
-    value of None is left empty).
-
-    Rows after ``start_iteration`` (left by a run that went on past its last checkpoint) are
-    dropped, so that a resumed run's log has each iteration once.
-    """
-
-    def __init__(self, out: Path, start_iteration: int) -> None:
-        self.path = out / "metrics.csv"
-        kept = [r for r in read_metrics(self.path) if int(r["iteration"]) <= start_iteration]
-        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRICS)
-            writer.writeheader()
-            writer.writerows(kept)
-        self.file = self.path.open("a", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=METRICS)
-
-    def log(self, row: dict[str, float | int | None]) -> None:
-        self.writer.writerow({k: _format(row[k]) for k in METRICS})
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _format(value: float | int | None) -> str:
-    if value is None:
-        return ""
-    return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:

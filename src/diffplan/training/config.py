@@ -6,6 +6,7 @@ it says (``H = 8``) and the original Diffuser's locomotion config otherwise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from diffplan.diffusion.ddpm import PredictionType
 from diffplan.diffusion.schedules import ScheduleKind
 from diffplan.models.dynamics import DynamicsKind
 from diffplan.runtime import DeviceChoice
+
+
+def require(ok: bool, option: str, value: object, wanted: str) -> None:
+    """Raise ``ValueError`` naming ``option``, its ``value`` and what it must be, unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{option} must be {wanted}, got {value}")
 
 
 @dataclass
@@ -85,6 +92,28 @@ class OptimConfig:
     """Write a checkpoint every this many steps (and at the end)."""
     keep_checkpoints: int = 3
     """How many of the newest checkpoints to keep."""
+    heldout_windows: int = 256
+    """Windows held out of training (a seeded draw, at most a tenth of them); their loss is
+    logged every log_every steps as heldout_loss."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "save_every", "keep_checkpoints"):
+            value = getattr(self, name)
+            require(value >= 1, f"--optim.{name.replace('_', '-')}", value, ">= 1")
+        require(self.ema_every >= 1, "--optim.ema-every", self.ema_every, ">= 1")
+        require(self.ema_start >= 0, "--optim.ema-start", self.ema_start, ">= 0")
+        require(self.heldout_windows >= 0, "--optim.heldout-windows", self.heldout_windows, ">= 0")
+        require(
+            math.isfinite(self.lr) and self.lr > 0, "--optim.lr", self.lr, "a finite number > 0"
+        )
+        require(0 <= self.ema_decay <= 1, "--optim.ema-decay", self.ema_decay, "in [0, 1]")
+        if self.grad_clip is not None:
+            require(
+                math.isfinite(self.grad_clip) and self.grad_clip > 0,
+                "--optim.grad-clip",
+                self.grad_clip,
+                "a finite number > 0 (or None)",
+            )
 
 
 @dataclass
@@ -123,6 +152,10 @@ class RunOptions:
     competing for cores make training many times slower."""
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def __post_init__(self) -> None:
+        if self.threads is not None:
+            require(self.threads >= 1, "--threads", self.threads, ">= 1 (or left out)")
+
 
 @dataclass
 class CommonConfig(RunOptions):
@@ -133,6 +166,10 @@ class CommonConfig(RunOptions):
     """T_d, the number of diffusion steps (the value network: of the model it will guide)."""
     schedule: ScheduleKind = "cosine"
     """Noise schedule (the value network: of the model it will guide)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.diffusion_steps >= 1, "--diffusion-steps", self.diffusion_steps, ">= 1")
 
 
 @dataclass
@@ -157,6 +194,28 @@ class TrainConfig(CommonConfig):
             steps=20_000, batch_size=64, lr=6e-4, save_every=5000, ema_start=2000
         )
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            math.isfinite(self.action_weight) and self.action_weight >= 0,
+            "--action-weight",
+            self.action_weight,
+            "a finite number >= 0",
+        )
+        require(
+            math.isfinite(self.loss_discount) and self.loss_discount > 0,
+            "--loss-discount",
+            self.loss_discount,
+            "a finite number > 0",
+        )
+        if self.clip_sample is not None:
+            require(
+                math.isfinite(self.clip_sample) and self.clip_sample > 0,
+                "--clip-sample",
+                self.clip_sample,
+                "a finite number > 0 (or None)",
+            )
 
 
 @dataclass
@@ -210,6 +269,7 @@ class TrainDynamicsConfig(RunOptions):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.reach < 1 or (self.reach > 1 and self.kind != "inverse"):
             raise ValueError(
                 f"--reach must be >= 1, and above 1 only for --kind inverse; got {self.reach} "

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import diffplan
-from diffplan.atomic import atomic_path, write_json
+from diffplan.atomic import atomic_path, remove_directory, write_json
 from diffplan.checkpoints import store as ckpt
 from diffplan.data.windows import WindowBatch, WindowDataset
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
@@ -37,7 +35,7 @@ from diffplan.training.ema import EMA
 
 # loss(network, batch shard, diffusion steps (b,), noise (b, H, D)) -> scalar
 LossFn = Callable[[nn.Module, WindowBatch, torch.Tensor, torch.Tensor], torch.Tensor]
-METRICS = ("step", "loss", "steps_per_s", "elapsed_s")
+METRICS = ("step", "loss", "heldout_loss", "grad_norm", "lr", "steps_per_s", "elapsed_s")
 
 
 @dataclass(frozen=True)
@@ -120,8 +118,6 @@ class Trainer:
                 f"batch size {optim.batch_size} must be divisible by the number of processes "
                 f"({process.world_size})"
             )
-        if min(optim.steps, optim.log_every, optim.save_every, optim.keep_checkpoints) < 1:
-            raise ValueError("steps, log_every, save_every and keep_checkpoints must be >= 1")
         self.model, self.loss_fn, self.windows = model, loss_fn, windows
         self.num_timesteps, self.optim, self.out, self.seed = num_timesteps, optim, Path(out), seed
         self.meta, self.process, self.progress = meta, process, progress
@@ -133,6 +129,10 @@ class Trainer:
         self.ema = EMA(model, decay=optim.ema_decay, start=optim.ema_start, every=optim.ema_every)
         self.step = 0
         self.elapsed = 0.0
+        # A fixed held-out split (seeded): never trained on, its loss logged every log_every.
+        order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))
+        held = min(optim.heldout_windows, len(windows) // 10)
+        self.heldout, self.train_indices = order[:held].sort().values, order[held:].sort().values
 
     # --- state -----------------------------------------------------------------------------
 
@@ -158,7 +158,7 @@ class Trainer:
             extra={"elapsed_s": self.elapsed},
         )
         for old in ckpt.checkpoints(self.out)[: -self.optim.keep_checkpoints]:
-            shutil.rmtree(old)
+            remove_directory(old)
 
     # --- loop ------------------------------------------------------------------------------
 
@@ -166,7 +166,9 @@ class Trainer:
         """This process's shard of step ``step``'s batch, diffusion steps and noise."""
         generator = step_generator(self.seed, step)
         size = self.optim.batch_size
-        indices = torch.randint(len(self.windows), (size,), generator=generator)
+        indices = self.train_indices[
+            torch.randint(len(self.train_indices), (size,), generator=generator)
+        ]
         t = torch.randint(self.num_timesteps, (size,), generator=generator)
         shape = (size, self.windows.horizon, self.windows.transition_dim)
         noise = torch.randn(shape, generator=generator)
@@ -178,19 +180,46 @@ class Trainer:
         batch = self.windows.get_batch(indices[shard]).to(device)
         return batch, t[shard].to(device), noise[shard].to(device)
 
-    def train_step(self) -> torch.Tensor:
-        """One optimiser step; returns the (detached) loss of this process's shard."""
+    @torch.no_grad()
+    def heldout_loss(self) -> float | None:
+        """The loss of the held-out windows (fixed diffusion steps and noise), or None."""
+        if not len(self.heldout):
+            return None
+        generator = step_generator(self.seed, 0)  # step 0: never a training step
+        size = len(self.heldout)
+        t = torch.randint(self.num_timesteps, (size,), generator=generator)
+        noise = torch.randn(
+            (size, self.windows.horizon, self.windows.transition_dim), generator=generator
+        )
+        device = self.process.device
+        batch = self.windows.get_batch(self.heldout).to(device)
+        self.model.eval()
+        return self.loss_fn(self.model, batch, t.to(device), noise.to(device)).item()
+
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns the (detached) loss of this process's shard and the
+        gradient's global norm (before clipping)."""
         self.step += 1
         batch, t, noise = self.draw(self.step)
         self.net.train()
         loss = self.loss_fn(self.net, batch, t, noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.optim.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.grad_clip)
+        clip = float("inf") if self.optim.grad_clip is None else self.optim.grad_clip
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         self.ema.update(self.model, self.step)
-        return loss.detach()
+        return loss.detach(), norm.detach()
+
+    def check_finite(self, running: torch.Tensor, since: int) -> None:
+        """Stop with a ``ValueError`` if the loss summed since step ``since`` is not finite."""
+        if not torch.isfinite(running):
+            raise ValueError(
+                f"training stopped: the loss became {running.item()} between step {since + 1} "
+                f"and step {self.step} (no checkpoint of these weights was saved); try a lower "
+                "--optim.lr, --optim.grad-clip 1.0, or check the dataset and loss weights "
+                "(--action-weight) for non-finite or huge values"
+            )
 
     def fit(self) -> list[tuple[int, float]]:
         """Train up to ``optim.steps``; returns the logged ``(step, mean loss)`` pairs."""
@@ -204,28 +233,45 @@ class Trainer:
         )
         logged: list[tuple[int, float]] = []
         running = torch.zeros((), device=self.process.device)
+        norms = torch.zeros((), device=self.process.device)
         count, tick = 0, time.perf_counter()
         start, elapsed_before = tick, self.elapsed
         try:
             while self.step < self.optim.steps:
-                running += self.train_step()
+                loss_now, norm = self.train_step()
+                running += loss_now
+                norms += norm
                 count += 1
                 self.elapsed = elapsed_before + time.perf_counter() - start
                 bar.update(1)
                 last = self.step == self.optim.steps
+                save = self.step % self.optim.save_every == 0 or last
+                if save:
+                    self.check_finite(running, self.step - count)
                 if self.step % self.optim.log_every == 0 or last:
                     if self.process.world_size > 1:
                         dist.all_reduce(running)
                         running /= self.process.world_size
+                    self.check_finite(running, self.step - count)
                     now = time.perf_counter()
                     loss, rate = running.item() / count, count / (now - tick)
                     logged.append((self.step, loss))
                     bar.set_postfix(loss=f"{loss:.4f}")
                     if logger is not None:
-                        logger.log(self.step, loss, rate, self.elapsed)
+                        row = {
+                            "step": self.step,
+                            "loss": loss,
+                            "heldout_loss": self.heldout_loss(),
+                            "grad_norm": norms.item() / count,
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "steps_per_s": rate,
+                            "elapsed_s": self.elapsed,
+                        }
+                        logger.log(row)
                     running.zero_()
-                    count, tick = 0, now
-                if self.process.is_main and (self.step % self.optim.save_every == 0 or last):
+                    norms.zero_()
+                    count, tick = 0, time.perf_counter()
+                if self.process.is_main and save:
                     self.save()
         finally:
             bar.close()
@@ -235,49 +281,54 @@ class Trainer:
 
 
 class MetricsLogger:
-    """``metrics.csv`` (always) and TensorBoard scalars (if tensorboard is installed).
+    """``metrics.csv`` and TensorBoard scalars (``<out>/tensorboard``), one row per log.
 
-    Rows after ``start_step`` (left by a run that went on past its last checkpoint) are
-    dropped so that a resumed run's curve has each step once.
+    ``columns[0]`` counts the rows (step, iteration); rows after ``start`` (left by a run
+    that went on past its last checkpoint) are dropped so that a resumed run's curve has
+    each step once. Every number of a row but the first goes to TensorBoard as ``train/NAME``.
     """
 
-    def __init__(self, out: Path, start_step: int) -> None:
-        self.path = out / "metrics.csv"
+    def __init__(self, out: Path, start: int, columns: tuple[str, ...] = METRICS) -> None:
+        self.path, self.columns = out / "metrics.csv", columns
         rows = []
-        if start_step > 0 and self.path.is_file():
+        if start > 0 and self.path.is_file():
             with self.path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
+                reader = csv.DictReader(f)
+                if columns[0] not in (reader.fieldnames or ()):
+                    raise ValueError(
+                        f"{self.path} has no {columns[0]!r} column (another command overwrote "
+                        f"it?): move it away to resume without the earlier curve, or start a "
+                        "new --out"
+                    )
+                rows = [r for r in reader if int(r[columns[0]]) <= start]
         with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRICS)
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         self.file = self.path.open("a", newline="")
-        self.writer = csv.writer(self.file)
-        self.tensorboard = self._tensorboard(out, start_step)
+        self.writer = csv.DictWriter(self.file, fieldnames=columns)
+        from torch.utils.tensorboard import SummaryWriter
 
-    @staticmethod
-    def _tensorboard(out: Path, start_step: int) -> Any:
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # optional dependency
-        except ImportError:
-            print(
-                "diffplan: tensorboard is not installed; logging to metrics.csv only",
-                file=sys.stderr,
-            )
-            return None
-        return SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
+        self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=start + 1)
 
-    def log(self, step: int, loss: float, steps_per_s: float, elapsed_s: float) -> None:
-        self.writer.writerow([step, f"{loss:.6g}", f"{steps_per_s:.3f}", f"{elapsed_s:.1f}"])
+    def log(self, row: dict[str, float | int | None]) -> None:
+        """Append ``row`` (a value per column; None: left empty)."""
+        self.writer.writerow({k: _format(row[k]) for k in self.columns})
         self.file.flush()
-        if self.tensorboard is not None:
-            self.tensorboard.add_scalar("train/loss", loss, step)
-            self.tensorboard.add_scalar("train/steps_per_s", steps_per_s, step)
+        step = int(row[self.columns[0]])  # type: ignore[arg-type]
+        for name in self.columns[1:]:
+            if row[name] is not None:
+                self.tensorboard.add_scalar(f"train/{name}", row[name], step)
 
     def close(self) -> None:
         self.file.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        self.tensorboard.close()
+
+
+def _format(value: float | int | None) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
 def write_run_config(out: Path, config: dict[str, Any], process: Process) -> None:
