@@ -17,13 +17,14 @@ overhead, not arithmetic. A backend runs the same weights through a leaner graph
 ``benchmarks/backend_graphs.py`` times every graph per horizon and batch: ONNX Runtime
 is the fastest for a few windows (at H = 8 its flat copy beats its convolutional graph,
 0.50 against 0.67 ms for one window; at H = 32 the two tie) and eager PyTorch from ten
-windows up. docs/PERFORMANCE.md compares these with
-TorchScript (deprecated, 5-25 % faster than the eager copy), ``torch.compile`` and
-AOTInductor (as fast or faster, after a 20-60 s compile per network). The copies
-compute the same function as the U-Net: the flat one (:class:`~diffplan.models.flat.FlatUnet`,
-every layer one dense product of the whole window) up to ``FLAT_MAX_HORIZON`` steps, the
-channels-last one (:class:`~diffplan.models.channels_last.ChannelsLastUnet`, a product over
-gathered taps) above, where the flat operators' ``H^2`` size outgrows the convolutions.
+windows up. docs/PERFORMANCE.md compares these with TorchScript (deprecated; 10-40 %
+faster than the eager copy from ten windows up), ``torch.compile`` and AOTInductor (as
+fast or faster, after a 20-60 s compile per network). The copies compute the same
+function as the U-Net: the flat one (:class:`~diffplan.models.flat.FlatUnet`, every
+layer one dense product of the whole window) up to ``FLAT_MAX_HORIZON`` steps, the
+channels-last one (:class:`~diffplan.models.channels_last.ChannelsLastUnet`, a product
+over gathered taps) above, where the flat operators' ``H^2`` size outgrows the
+convolutions.
 
 Value guidance needs the value network's gradient, so it runs in eager PyTorch; with a
 fast backend on a CPU it differentiates the flat copy of the value network
