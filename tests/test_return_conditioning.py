@@ -57,7 +57,7 @@ def test_unconditioned_networks_are_refused():
     with pytest.raises(ValueError, match="without return conditioning"):
         plain(torch.zeros(1, 8, 5), torch.zeros(1, dtype=torch.long), torch.zeros(1))
     with pytest.raises(ValueError, match="dropout must be in"):
-        ReturnConditionConfig(enabled=True, dropout=1.0)
+        ReturnConditionConfig(enabled=True, dropout=1.0).validate()
 
 
 def two_behaviours(episodes: int = 40, steps: int = 24, seed: int = 0) -> TrajectoryDataset:

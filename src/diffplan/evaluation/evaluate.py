@@ -31,7 +31,7 @@ from diffplan.evaluation.rollout import run_episodes
 from diffplan.evaluation.video import record_episode
 from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
+from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 
@@ -76,7 +76,8 @@ class EvaluateConfig:
     overwrite: bool = False
     """Replace an existing evaluation in --out (its old files are deleted first)."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming an option out of range (before any work)."""
         if self.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
         if self.threads is not None and self.threads < 1:
@@ -85,6 +86,7 @@ class EvaluateConfig:
 
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     """Run ``diffplan evaluate`` (module docstring); returns the results per setting."""
+    config.validate()
     existing = "replace" if config.overwrite else "refuse"
     with output_folder(config.out, "evaluate", existing=existing):
         return _evaluate(config)
@@ -123,7 +125,7 @@ def _evaluate(config: EvaluateConfig) -> list[SettingResult]:
                 f"{config.value} was trained on other windows (horizon or normaliser) than "
                 f"{config.diffusion}; train the value network on the same dataset and horizon"
             )
-    consistency = ConsistencyError(config.dynamics, device=device) if config.dynamics else None
+    consistency = ForwardConsistency(config.dynamics, device=device) if config.dynamics else None
     inverse_dynamics = (
         ActionsFromStates(config.inverse_dynamics, device=device)
         if config.inverse_dynamics

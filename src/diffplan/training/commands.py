@@ -78,7 +78,9 @@ def make_windows(
 @contextmanager
 def training_process(config: RunOptions, command: str) -> Iterator[Process]:
     """This process (:func:`start_process`) holding ``config.out`` for ``diffplan command``
-    (:func:`~diffplan.outputs.output_folder`); under torchrun it leaves the group at the end."""
+    (:func:`~diffplan.outputs.output_folder`) after checking its options; under torchrun it
+    leaves the group at the end."""
+    config.validate()
     process = start_process(config.device, config.threads)
     try:
         with output_folder(config.out, command, existing="reuse"):

@@ -51,7 +51,11 @@ class ReturnConditionConfig:
     termination_penalty: float = -100.0
     """Added to the last reward of episodes that terminated (fell)."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming an option out of range.
+
+        The commands call their config's ``validate()`` before any work (not
+        ``__post_init__``: tyro would print its errors as a box, not as one line)."""
         if not 0 <= self.dropout < 1:
             raise ValueError(f"return condition dropout must be in [0, 1), got {self.dropout}")
 
@@ -96,7 +100,8 @@ class OptimConfig:
     """Windows held out of training (a seeded draw, at most a tenth of them); their loss is
     logged every log_every steps as heldout_loss."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming an option out of range (see ``ReturnConditionConfig``)."""
         for name in ("steps", "batch_size", "log_every", "save_every", "keep_checkpoints"):
             value = getattr(self, name)
             require(value >= 1, f"--optim.{name.replace('_', '-')}", value, ">= 1")
@@ -152,9 +157,11 @@ class RunOptions:
     competing for cores make training many times slower."""
     optim: OptimConfig = field(default_factory=OptimConfig)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming an option out of range (see ``ReturnConditionConfig``)."""
         if self.threads is not None:
             require(self.threads >= 1, "--threads", self.threads, ">= 1 (or left out)")
+        self.optim.validate()
 
 
 @dataclass
@@ -167,8 +174,8 @@ class CommonConfig(RunOptions):
     schedule: ScheduleKind = "cosine"
     """Noise schedule (the value network: of the model it will guide)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         require(self.diffusion_steps >= 1, "--diffusion-steps", self.diffusion_steps, ">= 1")
 
 
@@ -195,8 +202,9 @@ class TrainConfig(CommonConfig):
         )
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
+        self.returns.validate()
         require(
             math.isfinite(self.action_weight) and self.action_weight >= 0,
             "--action-weight",
@@ -268,8 +276,8 @@ class TrainDynamicsConfig(RunOptions):
         )
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         if self.reach < 1 or (self.reach > 1 and self.kind != "inverse"):
             raise ValueError(
                 f"--reach must be >= 1, and above 1 only for --kind inverse; got {self.reach} "
