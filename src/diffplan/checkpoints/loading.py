@@ -28,6 +28,15 @@ KINDS = {
     "inverse-dynamics": "an inverse dynamics model",
     "forward-dynamics": "a forward dynamics model",
 }
+# checkpoint kind -> the network it holds
+KIND_NETWORKS = {
+    "diffusion": TemporalUnet,
+    "value": ValueNetwork,
+    "inverse-dynamics": InverseDynamics,
+    "forward-dynamics": ForwardDynamics,
+}
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32: far beyond any diffplan model
+SCHEDULER_KEYS = ("diffusion_steps", "schedule", "prediction", "clip_sample")
 
 
 @dataclass(frozen=True)
@@ -45,13 +54,51 @@ class Loaded:
         return int(match.group(1)) if match else None
 
 
-def build_network(architecture: dict[str, Any]) -> nn.Module:
-    """The network a checkpoint's ``architecture`` describes: ``{"network": name, **kwargs}``."""
+def build_network(architecture: dict[str, Any], source: Path | None = None) -> nn.Module:
+    """The network a checkpoint's ``architecture`` describes: ``{"network": name, **kwargs}``.
+
+    It is first built without memory (torch's meta device) so that absurd sizes are refused
+    before anything is allocated; ``source``, the file it was read from, is named in messages."""
     kwargs = dict(architecture)
     name = kwargs.pop("network")
     if name not in NETWORKS:
-        raise ValueError(f"unknown network {name!r}; known: {sorted(NETWORKS)}")
+        raise ValueError(
+            f"{source or 'architecture'}: unknown network {name!r}; known: {sorted(NETWORKS)}"
+        )
+    try:
+        with torch.device("meta"):
+            size = sum(p.numel() for p in NETWORKS[name](**kwargs).parameters())
+    except ValueError as error:  # the network's own message about its options
+        raise ValueError(f"{source}: {error}" if source else str(error)) from None
+    except (TypeError, RuntimeError, ZeroDivisionError) as error:
+        raise ValueError(f"{source}: architecture {architecture} is invalid ({error})") from None
+    if size > MAX_PARAMETERS:
+        raise ValueError(
+            f"{source}: architecture {architecture} has {size:,} parameters "
+            f"(over {MAX_PARAMETERS:,}); the file is corrupt or not a diffplan checkpoint"
+        )
     return NETWORKS[name](**kwargs)
+
+
+def check_architecture(meta: ckpt.CheckpointMeta, kind: str, source: Path) -> None:
+    """Refuse a ``config.json`` whose architecture contradicts its kind, its training
+    settings (window horizon) or its dataset (transition width)."""
+    network = meta.architecture["network"]
+    if network != KIND_NETWORKS[kind].__name__:
+        raise ValueError(f"{source}: a {kind!r} checkpoint cannot hold a {network}")
+    windows = meta.fingerprint.get("windows")
+    horizon = meta.architecture.get("horizon")
+    if isinstance(windows, dict) and horizon is not None and horizon != windows.get("horizon"):
+        raise ValueError(
+            f"{source}: architecture horizon {horizon} differs from the trained windows' "
+            f"{windows.get('horizon')}; the file was edited: restore it"
+        )
+    width = meta.architecture.get("transition_dim")
+    if width is not None and width != meta.dataset["obs_dim"] + meta.dataset["act_dim"]:
+        raise ValueError(
+            f"{source}: transition_dim {width} is not obs_dim + act_dim of its dataset "
+            f"({meta.dataset['obs_dim']} + {meta.dataset['act_dim']}); restore the file"
+        )
 
 
 def load_network(
@@ -63,7 +110,8 @@ def load_network(
     meta = ckpt.read_meta(checkpoint)
     if meta.kind != kind:
         raise ValueError(f"{checkpoint} holds {KINDS.get(meta.kind, meta.kind)}, not {KINDS[kind]}")
-    model = build_network(meta.architecture)
+    check_architecture(meta, kind, checkpoint / "config.json")
+    model = build_network(meta.architecture, checkpoint / "config.json")
     ckpt.load_weights(checkpoint, model, weights)
     return Loaded(model.to(device).eval(), meta, checkpoint)
 
@@ -96,6 +144,9 @@ def load_diffusion(
         returns = returns or ReturnGuidanceConfig()
         model = ClassifierFreeGuidance(model, returns.target, returns.weight)
     config = meta.config
+    missing = [key for key in SCHEDULER_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"{loaded.path / 'config.json'}: config lacks {', '.join(missing)}")
     scheduler = DDPMScheduler(
         config["diffusion_steps"],
         schedule=config["schedule"],

@@ -15,6 +15,7 @@ Layout of ``<run>/checkpoints/step_<N>/``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -22,13 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from diffplan.atomic import atomic_directory
+from diffplan.data.episodes import DatasetInfo
 from diffplan.data.normalizers import Normalizer
+from diffplan.envs import checked_env_id
+from diffplan.inputs import load_weights_only, read_json_object, read_safetensors
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
+HEADER_KEYS = ("kind", "step", "architecture", "fingerprint", "config")
 
 
 def jsonable(value: Any) -> Any:
@@ -106,25 +111,55 @@ def resolve(path: str | Path) -> Path:
 
 def read_header(checkpoint: Path) -> dict[str, Any]:
     """The checkpoint's ``config.json``: kind, step, architecture, fingerprint, config."""
-    return json.loads((checkpoint / "config.json").read_text())
+    path = checkpoint / "config.json"
+    header = read_json_object(path, required=HEADER_KEYS)
+    for key in ("architecture", "fingerprint", "config"):
+        if not isinstance(header[key], dict):
+            raise ValueError(f"{path}: {key!r} must be an object; restore the checkpoint")
+    if not isinstance(header["kind"], str) or not isinstance(
+        header["architecture"].get("network"), str
+    ):
+        raise ValueError(f"{path}: 'kind' and 'architecture.network' must be strings")
+    return header
 
 
-def read_normalizer(path: Path) -> Normalizer:
-    return Normalizer.from_state_dict(json.loads(path.read_text()))
+def read_normalizer(path: Path, dim: int) -> Normalizer:
+    """The normaliser in ``path``, which must have ``dim`` entries."""
+    try:
+        normalizer = Normalizer.from_state_dict(read_json_object(path))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a normaliser ({error}); restore the checkpoint") from None
+    if normalizer.dim != dim:
+        raise ValueError(f"{path}: {normalizer.dim} entries where the model needs {dim}")
+    return normalizer
+
+
+def read_dataset_info(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``dataset.json``, its env id a registered one (see :mod:`diffplan.envs`)."""
+    names = [field.name for field in dataclasses.fields(DatasetInfo)]
+    dataset = read_json_object(path, required=names[:-1], optional=names[-1:])
+    for key in ("obs_dim", "act_dim"):
+        if not isinstance(dataset[key], int) or isinstance(dataset[key], bool) or dataset[key] < 1:
+            raise ValueError(f"{path}: {key} must be a positive integer, got {dataset[key]!r}")
+    if dataset["env_id"] is not None:
+        checked_env_id(dataset["env_id"], path)
+    return dataset
 
 
 def read_meta(checkpoint: Path) -> CheckpointMeta:
-    """Everything but the weights and the trainer state."""
+    """Everything but the weights and the trainer state, checked for consistency."""
     header = read_header(checkpoint)
+    dataset = read_dataset_info(checkpoint / "dataset.json")
+    width = dataset["obs_dim"] + dataset["act_dim"]
     targets = checkpoint / "targets.json"
     return CheckpointMeta(
         kind=header["kind"],
         architecture=header["architecture"],
         fingerprint=header["fingerprint"],
         config=header["config"],
-        normalizer=read_normalizer(checkpoint / "normalizer.json"),
-        dataset=json.loads((checkpoint / "dataset.json").read_text()),
-        targets=read_normalizer(targets) if targets.is_file() else None,
+        normalizer=read_normalizer(checkpoint / "normalizer.json", width),
+        dataset=dataset,
+        targets=read_normalizer(targets, 1) if targets.is_file() else None,
     )
 
 
@@ -164,7 +199,7 @@ def check_compatible(checkpoint: Path, kind: str, fingerprint: dict[str, Any]) -
 def load_weights(checkpoint: Path, module: nn.Module, which: str = "ema") -> None:
     """Load ``which`` (``"model"`` or ``"ema"``) weights into ``module``; shape errors are
     reported as ``ValueError`` listing the mismatching tensors."""
-    state = load_file(str(checkpoint / f"{which}.safetensors"))
+    state = read_safetensors(checkpoint / f"{which}.safetensors")
     own = module.state_dict()
     problems = [f"{k} missing" for k in own if k not in state]
     problems += [f"{k} unexpected" for k in state if k not in own]
@@ -182,4 +217,9 @@ def load_weights(checkpoint: Path, module: nn.Module, which: str = "ema") -> Non
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     """Step, optimiser state and RNG state (tensors and plain containers only)."""
-    return torch.load(checkpoint / "trainer_state.pt", weights_only=True, map_location="cpu")
+    state = load_weights_only(checkpoint / "trainer_state.pt", checkpoint / "trainer_state.pt")
+    if not isinstance(state, dict) or "step" not in state:
+        raise ValueError(
+            f"{checkpoint / 'trainer_state.pt'}: not a trainer state; resume elsewhere"
+        )
+    return state

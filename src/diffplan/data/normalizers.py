@@ -14,6 +14,7 @@ NormalizerKind = Literal["gaussian", "minmax"]
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 _MIN_SCALE = 1e-6  # a constant dimension keeps scale 1 instead of dividing by ~0
+MAX_MAGNITUDE = 1e18  # squares of larger values overflow float32 (max 3.4e38)
 
 
 class Normalizer:
@@ -34,6 +35,8 @@ class Normalizer:
             raise ValueError(f"shift {shift.shape} and scale {scale.shape} differ in shape")
         if not (np.all(np.isfinite(shift)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ValueError("normaliser parameters must be finite with positive scale")
+        if max(np.abs(shift).max(initial=0), scale.max(initial=0)) > MAX_MAGNITUDE:
+            raise ValueError(f"normaliser parameters beyond {MAX_MAGNITUDE:g} overflow float32")
         self.kind: NormalizerKind = kind
         self.shift = shift
         self.scale = scale
@@ -48,6 +51,11 @@ class Normalizer:
         data = np.asarray(data, dtype=np.float64)
         if data.ndim != 2 or data.shape[0] == 0:
             raise ValueError(f"fit needs a non-empty (N, D) array, got shape {data.shape}")
+        if not np.all(np.abs(data) <= MAX_MAGNITUDE):  # also refuses NaN
+            raise ValueError(
+                f"data values must be finite and within ±{MAX_MAGNITUDE:g} (their squares "
+                "overflow float32 beyond that); check the dataset for corrupt rows"
+            )
         if kind == "gaussian":
             shift, scale = data.mean(axis=0), data.std(axis=0)
         else:
