@@ -16,7 +16,7 @@ from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import DDPMScheduler, TrajectoryGenerator
 from diffplan.models import TemporalUnet
 from diffplan.planning import PlanningConfig
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
+from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.training import OptimConfig, TrainDynamicsConfig, train_dynamics
 from diffplan.training.config import DynamicsNetConfig
@@ -105,7 +105,7 @@ def test_inverse_dynamics_with_reach_aims_two_steps_ahead(dynamics_runs):
 
 
 def test_forward_dynamics_error_separates_consistent_plans(dynamics_runs):
-    model = ConsistencyError(dynamics_runs["forward"])
+    model = ForwardConsistency(dynamics_runs["forward"])
     states, actions, next_states = fresh_transitions()
     consistent = np.concatenate(
         [np.stack([states, next_states], 1), np.stack([actions, actions], 1)], axis=2
@@ -265,7 +265,7 @@ def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynam
 
 
 def test_candidates_are_chosen_for_consistency_then_value(dynamics_runs):
-    forward = ConsistencyError(dynamics_runs["forward"])
+    forward = ForwardConsistency(dynamics_runs["forward"])
     generator = toy_generator(dynamics_runs["forward"])
     # candidate 0 follows the true dynamics; 1 and 2 jump; the value prefers 2, then 0
     rng = np.random.default_rng(0)
@@ -302,7 +302,7 @@ def toy_plan(start: list[float], actions: np.ndarray) -> np.ndarray:
 
 
 def test_simulated_tracking_judges_the_planned_states_not_the_planned_actions(dynamics_runs):
-    forward = ConsistencyError(dynamics_runs["forward"])
+    forward = ForwardConsistency(dynamics_runs["forward"])
     inverse = ActionsFromStates(dynamics_runs["inverse"])
     true_plan = toy_plan([1.0, 0.5], np.random.default_rng(1).uniform(-0.8, 0.8, size=(8, 1)))
     wrong_actions = true_plan.copy()
@@ -322,7 +322,7 @@ def test_simulated_tracking_judges_the_planned_states_not_the_planned_actions(dy
 
 
 def test_planner_chooses_the_plan_it_can_track(dynamics_runs):
-    forward = ConsistencyError(dynamics_runs["forward"])
+    forward = ForwardConsistency(dynamics_runs["forward"])
     inverse = ActionsFromStates(dynamics_runs["inverse"])
     true_plan = toy_plan([1.0, 0.5], np.random.default_rng(2).uniform(-0.8, 0.8, size=(8, 1)))
     wrong_actions = true_plan.copy()
@@ -357,7 +357,7 @@ def test_planner_chooses_the_plan_it_can_track(dynamics_runs):
 
 def test_dynamics_checkpoints_are_checked(dynamics_runs, tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="inverse dynamics model, not a forward dynamics model"):
-        ConsistencyError(dynamics_runs["inverse"])
+        ForwardConsistency(dynamics_runs["inverse"])
     with pytest.raises(ValueError, match="forward dynamics model, not an inverse dynamics model"):
         ActionsFromStates(dynamics_runs["forward"])
     walker_like = TrajectoryGenerator(

@@ -2,15 +2,15 @@
 plan selection and inverse-dynamics actions."""
 
 from diffplan.planning.config import ConsistencyConfig, PlanningConfig
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
+from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.guides import GradientScaling, GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner, WarmStart
 
 __all__ = [
     "ActionsFromStates",
     "ConsistencyConfig",
-    "ConsistencyError",
     "DiffusionPlanner",
+    "ForwardConsistency",
     "GradientScaling",
     "GuideConfig",
     "PlanningConfig",

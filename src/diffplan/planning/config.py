@@ -10,7 +10,7 @@ from torch import nn
 from diffplan.diffusion.backends import Backend, gradient_network
 from diffplan.diffusion.guidance import ReturnGuidanceConfig
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
+from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.guides import GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner, WarmStart
 
@@ -96,7 +96,7 @@ class PlanningConfig:
         effective_window: int,
         *,
         value_net: nn.Module | None = None,
-        consistency: ConsistencyError | None = None,
+        consistency: ForwardConsistency | None = None,
         inverse_dynamics: ActionsFromStates | None = None,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,

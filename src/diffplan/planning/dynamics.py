@@ -2,8 +2,8 @@
 
 * :class:`ActionsFromStates` (inverse dynamics): the actions to execute are derived from
   consecutive planned states instead of read from the plan.
-* :class:`ConsistencyError` (forward dynamics): how far a plan's states stray from what its
-  actions would do, or (:meth:`ConsistencyError.tracking_error`) from where following them
+* :class:`ForwardConsistency` (forward dynamics): how far a plan's states stray from what its
+  actions would do, or (:meth:`ForwardConsistency.tracking_error`) from where following them
   with inverse-dynamics actions would lead, to prefer consistent candidates.
 """
 
@@ -72,7 +72,7 @@ class ActionsFromStates(_OneStepModel):
         return self(torch.stack([state, goal], dim=1), ahead[:, None])[:, 0]
 
 
-class ConsistencyError(_OneStepModel):
+class ForwardConsistency(_OneStepModel):
     """Forward dynamics: ``plans (B, H, D), rows n -> (B,)`` mean squared error (normalised
     units) between planned states ``s_1 .. s_n`` and the model's prediction from the
     previous planned state and action."""

@@ -27,13 +27,9 @@ plan's states with feedback, ``a_i = f^-1(real s_i, planned s_{i+1})``; with a
 the planned state m steps ahead, ``f^-1(real s_i, planned s_{i+m}, m)`` (fewer near the end
 of the plan).
 
-With ``temporal_ensemble = n > 1`` (``k = 1`` only), the step's target is the mean of what
-the environment's last ``n`` plans predicted for it (ACT's temporal ensembling, Zhao et
-al. 2023): the plan made ``j`` steps ago contributes its row ``j + 1`` state (tracked) or
-its row ``j`` action (planned actions). The planner still replans every step, but its
-targets keep a memory of the earlier plans. With ``ensemble_decay = m`` the mean is
-weighted, the plan made ``j`` steps ago by ``exp(-m j)``: ``m > 0`` trusts the newer plans
-more, ``m < 0`` the older ones (ACT weights the oldest most).
+With ``temporal_ensemble = n > 1`` (``k = 1`` only) each step's target is the mean of
+what the last ``n`` plans predicted for it (:mod:`diffplan.planning.smoothing`): the plan
+made ``j`` steps ago contributes its row ``j + 1`` state (tracked) or row ``j`` action.
 
 With a warm start, a replan does not start from pure noise: the environment's last
 plan, shifted by the ``k`` rows already executed (its last row repeated to fill the
@@ -52,7 +48,8 @@ from torch import nn
 
 from diffplan.diffusion.backends import build_denoiser
 from diffplan.diffusion.sampling import Guide, SamplerConfig, TrajectoryGenerator
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
+from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
+from diffplan.planning.smoothing import TemporalEnsemble
 
 
 @dataclass
@@ -113,7 +110,7 @@ class DiffusionPlanner:
         num_candidates: int = 1,
         average: bool = False,
         value_net: nn.Module | None = None,
-        consistency: ConsistencyError | None = None,
+        consistency: ForwardConsistency | None = None,
         consistency_keep: float = 0.25,
         consistency_rows: int | None = None,
         simulate_tracking: bool = False,
@@ -173,18 +170,8 @@ class DiffusionPlanner:
                 "simulated tracking follows plans one step at a time: it does not take a "
                 "tracking reach above 1"
             )
-        if not 1 <= temporal_ensemble <= horizon - 1:
-            raise ValueError(
-                f"temporal ensemble must be in 1..{horizon - 1} plans for horizon {horizon}, "
-                f"got {temporal_ensemble}"
-            )
         if temporal_ensemble > 1 and effective_window != 1:
             raise ValueError("temporal ensembling averages plans made every step: it needs k = 1")
-        if not math.isfinite(ensemble_decay) or -ensemble_decay * (temporal_ensemble - 1) > 80:
-            raise ValueError(
-                f"ensemble decay must be a finite number >= {-80 / max(temporal_ensemble - 1, 1):g}"
-                f" for {temporal_ensemble} plans (weights up to e^80), got {ensemble_decay}"
-            )
         if temporal_ensemble > 1 and inverse_dynamics is not None and not track_states:
             raise ValueError(
                 "temporal ensembling averages planned actions or tracked states; with "
@@ -226,8 +213,7 @@ class DiffusionPlanner:
         self.sampler = sampler or SamplerConfig()
         self.effective_window, self.num_candidates = effective_window, num_candidates
         self.average, self.temporal_ensemble = average, temporal_ensemble
-        # (n,) weight of the plan made j steps ago in the temporal ensemble's mean
-        self._ensemble_weights = torch.exp(-ensemble_decay * torch.arange(temporal_ensemble))
+        self.ensemble = TemporalEnsemble(temporal_ensemble, ensemble_decay, horizon)
         self.action_low, self.action_high = action_low, action_high
         self.torch_generator = torch.Generator(device=generator.device).manual_seed(seed)
         self.plans_made = 0
@@ -242,9 +228,7 @@ class DiffusionPlanner:
         shape = (num_envs, self.generator.horizon, self.generator.normalizer.dim)
         self._plans = torch.zeros(shape)  # raw: each environment's last plan
         self._planned = np.zeros(num_envs, dtype=bool)
-        # temporal ensembling: each environment's last plans, newest first, and their count
-        self._recent = torch.zeros(num_envs, self.temporal_ensemble, *shape[1:])
-        self._num_recent = np.zeros(num_envs, dtype=np.int64)
+        self.ensemble.reset(num_envs, shape[1:])
         self.last_plans: torch.Tensor | None = None
 
     def plan(self, observations: np.ndarray, init: torch.Tensor | None = None) -> torch.Tensor:
@@ -353,7 +337,7 @@ class DiffusionPlanner:
             self.last_plans = plans
             self._next[env_ids[stale]] = 0
             if self.temporal_ensemble > 1:
-                self._remember(plans, env_ids[stale])
+                self.ensemble.remember(plans, env_ids[stale])
             elif not self.track_states:  # tracking derives each action when it runs
                 self._actions[env_ids[stale]] = self.executed_actions(plans).numpy()
         obs_dim = self.generator.obs_dim
@@ -367,7 +351,7 @@ class DiffusionPlanner:
                 target = target + (1 - self.tracking_gain) * gap
             chosen = self.inverse_dynamics.toward(now, target, torch.as_tensor(ahead)).numpy()
         elif self.temporal_ensemble > 1:
-            chosen = self._ensembled(env_ids, row_offset=0)[:, obs_dim:].numpy()
+            chosen = self.ensemble.mean(env_ids, row_offset=0)[:, obs_dim:].numpy()
         else:
             chosen = self._actions[env_ids, self._next[env_ids]]
         self._next[env_ids] += 1
@@ -390,23 +374,5 @@ class DiffusionPlanner:
         for it)."""
         obs_dim = self.generator.obs_dim
         if self.temporal_ensemble > 1:
-            return self._ensembled(env_ids, row_offset=ahead)[:, :obs_dim]
+            return self.ensemble.mean(env_ids, row_offset=ahead)[:, :obs_dim]
         return self._plans[env_ids, self._next[env_ids] + ahead, :obs_dim]
-
-    def _remember(self, plans: torch.Tensor, env_ids: np.ndarray) -> None:
-        """Push the new plans ``(N, H, D)`` in front of the environments' last plans."""
-        self._recent[env_ids] = torch.cat([plans[:, None], self._recent[env_ids, :-1]], dim=1)
-        self._num_recent[env_ids] = np.minimum(
-            self._num_recent[env_ids] + 1, self.temporal_ensemble
-        )
-
-    def _ensembled(self, env_ids: np.ndarray, row_offset: int | np.ndarray) -> torch.Tensor:
-        """``(N, D)``: the weighted mean over the last plans of the row each made for this
-        step (the plan made ``j`` steps ago: row ``j + row_offset``; one offset or ``(N,)``)."""
-        ages = torch.arange(self.temporal_ensemble)
-        offsets = torch.as_tensor(row_offset).expand(len(env_ids))[:, None]
-        everyone = torch.arange(len(env_ids))[:, None]
-        rows = self._recent[env_ids][everyone, ages, ages + offsets]  # (N, n, D)
-        known = torch.as_tensor(self._num_recent[env_ids])[:, None] > ages  # (N, n)
-        weights = known * self._ensemble_weights  # (N, n)
-        return (rows * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True)
