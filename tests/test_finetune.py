@@ -40,7 +40,6 @@ from diffplan.finetune import (
     RegularizerConfig,
     finetune,
     gae,
-    posterior_mean,
 )
 from diffplan.finetune.command import Finetuner
 from diffplan.models import TemporalUnet
@@ -236,7 +235,7 @@ def test_chain_without_floor_is_the_ddpm_sampler(steps: int | None) -> None:
         )
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(t))
         sigma = scheduler.posterior_variance(t, prev_t).sqrt() if prev_t >= 0 else 0.0
-        mean = posterior_mean(scheduler, x0, x, t, prev_t)
+        mean = scheduler.posterior_mean(x0, x, t, prev_t)
         assert torch.equal(mean + sigma * noise, step.prev_sample)
 
     # With min_std = 0 the whole chain is the "ddpm" sampler, draw for draw.

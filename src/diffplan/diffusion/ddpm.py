@@ -133,6 +133,17 @@ class DDPMScheduler:
             x0 = x0.clamp(-self.clip_sample, self.clip_sample)
         return x0
 
+    def posterior_mean(
+        self, x0: torch.Tensor, sample: torch.Tensor, t: int, prev_t: int
+    ) -> torch.Tensor:
+        """Mean ``(B, H, D)`` of ``q(x_prev | x_t = sample, x0)`` for the jump ``t -> prev_t``
+        (DDPM eq. 7; ``prev_t = -1``: the clean window, where the mean is ``x0``)."""
+        alpha_bar, alpha_bar_prev = self.alpha_bar(t), self.alpha_bar(prev_t)
+        beta = 1 - alpha_bar / alpha_bar_prev
+        coef_x0 = alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)
+        coef_xt = (1 - beta).sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
+        return coef_x0 * x0 + coef_xt * sample
+
     def step(
         self,
         model_output: torch.Tensor,
@@ -166,10 +177,7 @@ class DDPMScheduler:
         variance = self.posterior_variance(t, prev_t)
         if method == "ddpm":
             # mean of the posterior q(x_{prev} | x_t, x_0) (eq. 7), then its noise.
-            beta = 1 - alpha_bar / alpha_bar_prev
-            coef_x0 = alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)
-            coef_xt = (1 - beta).sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
-            mean, sigma = coef_x0 * x0 + coef_xt * sample, variance.sqrt()
+            mean, sigma = self.posterior_mean(x0, sample, t, prev_t), variance.sqrt()
         else:  # DDIM eq. 12: x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z
             epsilon = (sample - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
             sigma = eta * variance.sqrt()

@@ -4,7 +4,7 @@ collection (:mod:`~diffplan.finetune.rollout`), GAE and the clipped update
 (:mod:`~diffplan.finetune.ppo`), the pretrained model as a prior
 (:mod:`~diffplan.finetune.prior`) and ``diffplan finetune`` (:mod:`~diffplan.finetune.command`)."""
 
-from diffplan.finetune.chain import ChainSample, DenoisingChain, gaussian_log_prob, posterior_mean
+from diffplan.finetune.chain import ChainSample, DenoisingChain, gaussian_log_prob
 from diffplan.finetune.command import finetune
 from diffplan.finetune.config import (
     ChainConfig,
@@ -31,6 +31,5 @@ __all__ = [
     "finetune",
     "gae",
     "gaussian_log_prob",
-    "posterior_mean",
     "ppo_update",
 ]

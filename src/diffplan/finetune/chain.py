@@ -28,19 +28,6 @@ from torch import nn
 from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.masks import impose
 
-
-def posterior_mean(
-    scheduler: DDPMScheduler, x0: torch.Tensor, sample: torch.Tensor, t: int, prev_t: int
-) -> torch.Tensor:
-    """Mean ``(B, H, D)`` of ``q(x_prev | x_t = sample, x0)`` for the jump ``t -> prev_t``
-    (``prev_t = -1``: the clean window, where the mean is ``x0``)."""
-    alpha_bar, alpha_bar_prev = scheduler.alpha_bar(t), scheduler.alpha_bar(prev_t)
-    beta = 1 - alpha_bar / alpha_bar_prev
-    coef_x0 = alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)
-    coef_xt = (1 - beta).sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
-    return coef_x0 * x0 + coef_xt * sample
-
-
 Reduction = Literal["mean", "sum"]
 
 
@@ -123,7 +110,7 @@ class DenoisingChain:
         t = self.chain[index]
         steps = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         x0 = self.scheduler.predict_x0(model(x, steps), t, x)
-        return posterior_mean(self.scheduler, x0, x, t, self.prev[index])
+        return self.scheduler.posterior_mean(x0, x, t, self.prev[index])
 
     @torch.no_grad()
     def sample(
