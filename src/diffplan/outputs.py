@@ -100,7 +100,9 @@ def _alive(pid: int) -> bool:
 
 
 def lock_path(out: Path) -> Path:
-    """The lock file of ``out``: ``.<name>.lock`` beside it."""
+    """The lock file of ``out``: ``.<name>.lock`` beside it (``out`` resolved, so that
+    ``--out .`` has a name)."""
+    out = out.resolve()
     return out.parent / f".{out.name}.lock"
 
 
@@ -157,6 +159,7 @@ def _take_over_if_stale(path: Path, out: Path) -> None:
 def clean_temporaries(out: Path) -> list[Path]:
     """Delete the temporaries a killed writer left for ``out``: ``.OUT.*.tmp`` beside it and
     ``.*.tmp`` / ``.*.old`` in it and in its ``checkpoints/``. Call it holding the lock."""
+    out = out.resolve()
     beside = re.compile(_TEMPORARY.format(name=re.escape(out.name)))
     inside = re.compile(_TEMPORARY.format(name=".+"))
     found = [p for p in out.parent.glob(f".{out.name}.*") if beside.fullmatch(p.name)]
