@@ -30,6 +30,13 @@ from diffplan.evaluation.results import ReportConfig, report_command
 from diffplan.evaluation.selection import SelectCheckpointConfig, select_checkpoint
 from diffplan.finetune import FinetuneConfig, finetune
 from diffplan.make_datasets import MakeDatasetsConfig, make_datasets
+from diffplan.planning.presets import (
+    LIST_FLAG,
+    PLANNER_HELP,
+    apply_planner_flag,
+    find_preset,
+    listing,
+)
 from diffplan.run import RunConfig, run
 from diffplan.sweep import SweepConfig, sweep
 from diffplan.training import (
@@ -63,12 +70,15 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
 
 # Commands that take no --config FILE (they neither train nor evaluate; sweep reads a grid).
 WITHOUT_CONFIG_FILE = {"info", "pool", "report", "sweep"}
+# Commands that take --planner NAME (a preset of their --planning.* options).
+WITH_PLANNER = {"evaluate", "select-checkpoint"}
 
 
 def _description(name: str, cls: type) -> str:
     """The command's help text: its options' docstring, and --config where it applies."""
     text = inspect.cleandoc(cls.__doc__ or "")
-    return text if name in WITHOUT_CONFIG_FILE else f"{text}\n{CONFIG_FILE_HELP}"
+    text = text if name in WITHOUT_CONFIG_FILE else f"{text}\n{CONFIG_FILE_HELP}"
+    return f"{text}\n{PLANNER_HELP}" if name in WITH_PLANNER else text
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -83,7 +93,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args and args[0] in COMMANDS and args[0] not in WITHOUT_CONFIG_FILE:
             args[1:] = apply_config_file(args[1:], COMMANDS[args[0]][0])
+        planner = None
+        if args and args[0] in WITH_PLANNER:
+            if LIST_FLAG in args:
+                print(listing())
+                return
+            planner, args[1:] = apply_planner_flag(args[1:])
         config = tyro.cli(subcommands, args=args, prog="diffplan")
+        if planner is not None and hasattr(config, "inverse_dynamics"):
+            find_preset(planner).check(config.inverse_dynamics)
         run = next(function for cls, function in COMMANDS.values() if type(config) is cls)
         run(config)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
