@@ -90,12 +90,14 @@ def test_packaged_agent_loads_and_walks():
     import gymnasium as gym
 
     from diffplan.agents import PACKAGED_WALKER2D_AGENT, load_agent
-    from diffplan.collect import rollout
+    from diffplan.agents.rollout import rollout
 
     card = (PACKAGED_WALKER2D_AGENT / "MODEL_CARD.md").read_text()
     assert "deterministic episodes" in card
     agent = load_agent(PACKAGED_WALKER2D_AGENT, gym.make("Walker2d-v5"))
     (episode,) = rollout(agent, "Walker2d-v5", steps=300, noise="none", num_envs=1)
     assert not episode.terminated and episode.total_return > 900  # ~4.4 reward per step
-    with pytest.raises(AgentError, match="does not fit"):
+    with pytest.raises(ValueError, match="trained on Walker2d-v5, not a version of Hopper-v5"):
         load_agent(PACKAGED_WALKER2D_AGENT, gym.make("Hopper-v5"))
+    with pytest.raises(AgentError, match="does not fit"):
+        load_agent(PACKAGED_WALKER2D_AGENT, gym.make("Hopper-v5"), force_env=True)

@@ -28,7 +28,7 @@ def walker():
 def test_weights_loader_matches_stable_baselines3(walker, name):
     pytest.importorskip("sb3_contrib")
     path = agent_zip(name)
-    safe, trusted = load_agent(path, walker, "weights"), load_agent(path, walker, "sb3")
+    safe, trusted = load_agent(path, walker, "weights"), load_agent(path, walker, "sb3", trust=True)
     assert safe.algorithm == trusted.algorithm == name.upper()
     observations = np.random.default_rng(0).normal(size=(5, 17)).astype(np.float32)
     noise = np.random.default_rng(1).normal(size=(5, 6))
@@ -41,8 +41,10 @@ def test_weights_loader_matches_stable_baselines3(walker, name):
 
 def test_agent_for_another_env_is_refused():
     hopper = gym.make("Hopper-v5")
-    with pytest.raises(AgentError, match=r"observations of dim 17 .* observation shape \(11,\)"):
+    with pytest.raises(ValueError, match=r"trained on Walker2d-v3, not a version of Hopper-v5"):
         load_agent(agent_zip("sac"), hopper)
+    with pytest.raises(AgentError, match=r"observations of dim 17 .* observation shape \(11,\)"):
+        load_agent(agent_zip("sac"), hopper, force_env=True)
 
 
 def test_bad_agent_files(tmp_path, walker):

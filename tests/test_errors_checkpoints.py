@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,19 +168,6 @@ def test_evaluate_refuses_bad_checkpoint(
     err = run_cli([*args, "--episodes", "1", "--threads", "1"], capsys)
     for word in words:
         assert word in err, (word, err)
-
-
-def test_env_id_from_file_imports_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``this:Walker2d-v5`` would make gym.make import ``this``; read from a file it is refused."""
-    checkpoint = write_checkpoint(tmp_path / "run")
-    edit_json("dataset.json", lambda d: d.update(env_id="this:Walker2d-v5"))(checkpoint)
-    sys.modules.pop("this", None)
-    args = ["evaluate", "--diffusion", str(checkpoint), "--out", str(tmp_path / "eval")]
-    err = run_cli(args, capsys)
-    assert "this" not in sys.modules
-    assert "dataset.json" in err and "plain registered ids" in err
 
 
 def test_refused_pickle_in_trainer_state(tmp_path: Path) -> None:

@@ -15,28 +15,18 @@ import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Literal
 
-import gymnasium as gym
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import diffplan
-from diffplan.agents import (
-    Agent,
-    AgentLoader,
-    agent_sha256,
-    load_agent,
-)
-from diffplan.data.episodes import Episode, TrajectoryDataset, make_episode
+from diffplan.agents import AgentLoader, agent_sha256, load_agent
+from diffplan.agents.rollout import DEFAULT_NOISE, DEFAULT_SIGMA, NoiseKind, rollout
+from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.minari_format import write_minari_dir
+from diffplan.envs import make_env
 from diffplan.outputs import output_folder
 from diffplan.tasks import DEFAULT_ENV, require_agent
-
-NoiseKind = Literal["none", "gaussian", "policy"]
-DEFAULT_NOISE: NoiseKind = "gaussian"
-DEFAULT_SIGMA = 0.03  # TQC on Walker2d-v5: 0.03 keeps its return (falls are rare); 0.1 falls 23 %
 
 
 @dataclass
@@ -66,122 +56,15 @@ class CollectConfig:
     """Environments stepped side by side (one batched policy call per step)."""
     loader: AgentLoader = "weights"
     """'weights': safe, reads only JSON and tensors; 'sb3': stable-baselines3 load, which
-    unpickles the file (trusted files only)."""
+    unpickles the file and so runs any code in it (needs --trust-agent-file)."""
+    trust_agent_file: bool = False
+    """Allow --loader sb3 to unpickle --agent: only for a file from a source you trust."""
+    force_env: bool = False
+    """Use an agent trained on another task than --env (its agent.json or zip name says which)."""
     overwrite: bool = False
     """Replace an existing --out (only once the new dataset is complete)."""
     progress: bool = field(default=True)
     """Show a progress bar."""
-
-
-@dataclass
-class _Slot:
-    """An environment and the episode it is currently running."""
-
-    env: gym.Env
-    episode: int = -1
-    seed: int = 0
-    rng: np.random.Generator | None = None
-    observations: list[np.ndarray] = field(default_factory=list)
-    actions: list[np.ndarray] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-
-    def finish(self, terminated: bool, truncated: bool) -> Episode:
-        steps = len(self.actions)
-        terminations, truncations = np.zeros(steps, bool), np.zeros(steps, bool)
-        terminations[-1], truncations[-1] = terminated, truncated
-        episode = make_episode(
-            np.stack(self.observations),
-            np.stack(self.actions),
-            np.array(self.rewards),
-            terminations,
-            truncations,
-            id=self.episode,
-            seed=self.seed,
-        )
-        self.episode, self.observations, self.actions, self.rewards = -1, [], [], []
-        return episode
-
-
-def rollout(
-    agent: Agent,
-    env_id: str,
-    *,
-    steps: int | None = None,
-    episodes: int | None = None,
-    noise: NoiseKind = DEFAULT_NOISE,
-    sigma: float = DEFAULT_SIGMA,
-    seed: int = 0,
-    num_envs: int = 8,
-    progress: bool = False,
-) -> list[Episode]:
-    """Run ``agent`` until ``steps`` transitions or ``episodes`` episodes; episodes by index."""
-    if (steps is None) == (episodes is None):
-        raise ValueError("give exactly one of --steps and --episodes")
-    if (steps is not None and steps < 1) or (episodes is not None and episodes < 1):
-        raise ValueError("--steps/--episodes must be positive")
-    if num_envs < 1:
-        raise ValueError(f"--num-envs must be >= 1, got {num_envs}")
-    if noise == "gaussian" and not sigma > 0:
-        raise ValueError(f"--sigma must be > 0 for gaussian noise, got {sigma}")
-    slots = [_Slot(gym.make(env_id)) for _ in range(num_envs)]
-    space = slots[0].env.action_space
-    budget = steps if steps is not None else episodes
-    bar = tqdm(total=budget, unit="step" if steps else "episode", disable=not progress)
-    finished: list[Episode] = []
-    started = taken = 0
-
-    def start(slot: _Slot) -> None:
-        nonlocal started
-        if episodes is not None and started >= episodes:
-            return
-        slot.episode, slot.seed = started, seed + started
-        slot.rng = np.random.default_rng([seed, started])
-        observation, _ = slot.env.reset(seed=slot.seed)
-        slot.observations.append(np.asarray(observation, np.float32))
-        started += 1
-
-    for slot in slots:
-        start(slot)
-    try:
-        while True:
-            active = [s for s in slots if s.episode >= 0]
-            if steps is not None:
-                active = active[: steps - taken]
-            if not active:
-                break
-            observations = np.stack([s.observations[-1] for s in active])
-            policy_noise = None
-            if noise == "policy":
-                policy_noise = np.stack([s.rng.standard_normal(space.shape) for s in active])
-            actions = agent.act(observations, policy_noise)
-            if noise == "gaussian":
-                jitter = np.stack([s.rng.standard_normal(space.shape) for s in active])
-                actions = np.clip(actions + sigma * jitter, space.low, space.high)
-            for slot, action in zip(active, actions, strict=True):
-                observation, reward, terminated, truncated, _ = slot.env.step(action)
-                slot.actions.append(action.astype(np.float32))
-                slot.rewards.append(float(reward))
-                slot.observations.append(np.asarray(observation, np.float32))
-                taken += 1
-                out_of_budget = steps is not None and taken >= steps
-                if terminated or truncated or out_of_budget:
-                    finished.append(slot.finish(terminated, truncated or not terminated))
-                    if episodes is not None:
-                        bar.update(1)
-                    if not out_of_budget:
-                        start(slot)
-            if steps is not None:
-                bar.update(len(active))
-                if taken >= steps:  # cut the episodes still running
-                    for slot in slots:
-                        if slot.episode >= 0 and slot.actions:
-                            finished.append(slot.finish(False, True))
-                    break
-    finally:
-        bar.close()
-        for slot in slots:
-            slot.env.close()
-    return sorted(finished, key=lambda e: e.id)
 
 
 def cpu_model() -> str:
@@ -200,8 +83,10 @@ def collect_dataset(config: CollectConfig) -> TrajectoryDataset:
     """Roll out ``config.agent`` and return the dataset with its provenance (not written)."""
     torch.set_num_threads(1)  # the policy is a tiny MLP: more threads only add contention
     agent_path = require_agent(config.agent, config.env)
-    env = gym.make(config.env)
-    agent = load_agent(agent_path, env, config.loader)
+    env = make_env(config.env)
+    agent = load_agent(
+        agent_path, env, config.loader, trust=config.trust_agent_file, force_env=config.force_env
+    )
     env.close()
     began = time.perf_counter()
     episodes = rollout(

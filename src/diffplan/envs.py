@@ -37,6 +37,17 @@ def checked_env_id(env_id: object, source: str | Path) -> str:
     return env_id
 
 
+def make_env(env_id: str, **kwargs: object) -> gym.Env:
+    """``gym.make(env_id, **kwargs)``; an unknown id (or, for ``module:Env`` ids given on the
+    command line, a module that does not import) is a ``ValueError`` naming close ids."""
+    try:
+        return gym.make(env_id, **kwargs)
+    except (gym.error.Error, ImportError, AttributeError) as error:
+        close = difflib.get_close_matches(env_id.rsplit(":", 1)[-1], list(gym.registry), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"--env {env_id}: cannot make this environment ({error}){hint}") from None
+
+
 def same_task(agent_env: str, env_id: str, source: str | Path, *, force: bool = False) -> None:
     """Refuse an agent trained on ``agent_env`` (from ``source``) for another task than
     ``env_id``; versions of one task may differ. ``force`` skips the check."""

@@ -13,20 +13,26 @@ its deterministic action is the Gaussian's mean, clipped to the action bounds
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import itertools
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from diffplan.agents.zoo import ACTIVATIONS, AgentError
 from diffplan.atomic import atomic_path, write_json
+from diffplan.envs import checked_env_id
+from diffplan.inputs import read_json_object, read_safetensors
 
 FORMAT = "diffplan-gaussian-mlp-v1"
+MAX_WIDTH = 65_536  # widest layer (and largest observation/action dim) an agent.json may ask for
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32, far beyond any policy MLP
 
 
 @dataclass
@@ -102,21 +108,71 @@ def save_gaussian_mlp(directory: Path, spec: GaussianMLPSpec, policy: GaussianML
     write_json(directory / "agent.json", asdict(spec))
 
 
+def _size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WIDTH
+
+
+def _numbers(value: object, length: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(x, int | float) and math.isfinite(x) for x in value)
+    )
+
+
+def read_spec(path: Path) -> GaussianMLPSpec:
+    """The :class:`GaussianMLPSpec` in ``path`` (an ``agent.json``), every field checked."""
+    fields = dataclasses.fields(GaussianMLPSpec)
+    required = [f.name for f in fields if f.default is f.default_factory is dataclasses.MISSING]
+    data = read_json_object(path, required=required, optional=[f.name for f in fields])
+    problems = []
+    if not (_size(data["obs_dim"]) and _size(data["act_dim"])):
+        problems.append(f"obs_dim and act_dim must be integers in 1..{MAX_WIDTH}")
+    elif (
+        not (
+            _numbers(data["obs_mean"], data["obs_dim"])
+            and _numbers(data["obs_var"], data["obs_dim"])
+        )
+        or min(data["obs_var"], default=0) < 0
+    ):
+        problems.append("obs_mean and obs_var must be obs_dim finite numbers, obs_var >= 0")
+    elif not (
+        _numbers(data["action_low"], data["act_dim"])
+        and _numbers(data["action_high"], data["act_dim"])
+    ):
+        problems.append("action_low and action_high must be act_dim finite numbers")
+    elif not all(lo < hi for lo, hi in zip(data["action_low"], data["action_high"], strict=True)):
+        problems.append("action_low must be below action_high in every dimension (swapped?)")
+    if not (isinstance(data["hidden"], list) and all(_size(h) for h in data["hidden"])):
+        problems.append(f"hidden must be a list of layer widths in 1..{MAX_WIDTH}")
+    if data["activation"] not in ACTIVATIONS:
+        problems.append(f"activation {data['activation']!r} is not one of {sorted(ACTIVATIONS)}")
+    if not all(isinstance(data[k], int | float) for k in ("obs_clip", "obs_epsilon")):
+        problems.append("obs_clip and obs_epsilon must be numbers")
+    if data.get("format", FORMAT) != FORMAT:
+        problems.append(f"format {data['format']!r}, this diffplan reads {FORMAT!r}")
+    if not problems:
+        widths = [data["obs_dim"], *data["hidden"], data["act_dim"]]
+        size = sum(a * b for a, b in itertools.pairwise(widths))
+        if size > MAX_PARAMETERS:
+            problems.append(f"hidden {data['hidden']} gives {size:,} weights, too many")
+    if problems:
+        raise AgentError(f"{path}: not a usable diffplan agent: " + "; ".join(problems))
+    checked_env_id(data["env_id"], path)
+    return GaussianMLPSpec(**data)
+
+
 def load_gaussian_mlp(directory: str | Path) -> GaussianMLPAgent:
     """Load a diffplan agent directory (see the module docstring)."""
     directory = Path(directory)
     spec_file, weights_file = directory / "agent.json", directory / "policy.safetensors"
     if not spec_file.is_file() or not weights_file.is_file():
         raise FileNotFoundError(f"{directory}: expected agent.json and policy.safetensors")
-    try:
-        spec = GaussianMLPSpec(**json.loads(spec_file.read_text()))
-    except (TypeError, json.JSONDecodeError) as error:
-        raise AgentError(f"{spec_file}: not a diffplan agent description ({error})") from None
-    if spec.format != FORMAT:
-        raise AgentError(f"{spec_file}: format {spec.format!r}, this diffplan reads {FORMAT!r}")
+    spec = read_spec(spec_file)
     policy = GaussianMLP(spec)
     try:
-        policy.load_state_dict(load_file(weights_file))
-    except (RuntimeError, OSError) as error:
-        raise AgentError(f"{weights_file}: weights don't match agent.json ({error})") from None
+        policy.load_state_dict(read_safetensors(weights_file))
+    except RuntimeError as error:
+        problem = " ".join(str(error).split())[:300]
+        raise AgentError(f"{weights_file}: weights don't match agent.json ({problem})") from None
     return GaussianMLPAgent(spec, policy)

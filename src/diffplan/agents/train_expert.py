@@ -31,6 +31,7 @@ from diffplan.agents.gaussian_mlp import (
 )
 from diffplan.agents.loading import load_agent
 from diffplan.agents.replay import EpisodeRecorder, snapshot_dir, write_replay
+from diffplan.agents.rollout import rollout
 from diffplan.atomic import atomic_path, write_json
 from diffplan.data.episodes import Episode
 from diffplan.outputs import output_folder
@@ -145,8 +146,6 @@ def _load_checkpoint(model, venv, directory: Path) -> None:
 def evaluate_agent(agent_path: Path, env_id: str, episodes: int) -> list[tuple[float, int, bool]]:
     """(return, length, fell) of ``episodes`` deterministic episodes, seeds 10000 + i, of a
     diffplan agent directory or an SB3 zip."""
-    from diffplan.collect import rollout
-
     env = gym.make(env_id)
     agent = load_agent(agent_path, env)
     env.close()

@@ -18,9 +18,10 @@ the zip) are not supported: that file is a pickle.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
-import json
 import pickletools
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+from diffplan.envs import checked_env_id
+from diffplan.inputs import load_weights_only, read_json_object
 
 AgentLoader = Literal["weights", "sb3"]
 
@@ -96,29 +100,45 @@ def agent_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _pickled_global(serialized: str) -> str | None:
+def _pickled_global(serialized: object, path: Path) -> str | None:
     """``"module name"`` of a pickled class reference, read without unpickling."""
-    strings = [
-        arg
-        for opcode, arg, _ in pickletools.genops(base64.b64decode(serialized))
-        if isinstance(arg, str)
-    ]
+    try:
+        ops = pickletools.genops(base64.b64decode(str(serialized), validate=True))
+        strings = [arg for opcode, arg, _ in ops if isinstance(arg, str)]
+    except (binascii.Error, ValueError) as error:
+        raise AgentError(f"{path}: data holds a corrupt class reference ({error})") from None
     return " ".join(strings[:2]) if len(strings) >= 2 else None
+
+
+def _object(metadata: dict, key: str, path: Path) -> dict:
+    """``metadata[key]``, which SB3 writes as a JSON object (absent: empty)."""
+    value = metadata.get(key) or {}
+    if not isinstance(value, dict):
+        raise AgentError(f"{path}: data's {key!r} is a {type(value).__name__}, not an object")
+    return value
 
 
 def read_zip_metadata(path: Path) -> dict:
     """The zip's ``data`` JSON (SB3's own format: pickled parts stay base64 strings)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
+            text = archive.read("data").decode()
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, OSError) as error:
         raise AgentError(
             f"{path}: not a stable-baselines3 model zip ({type(error).__name__}: {error})"
         ) from None
+    return read_json_object(path / "data", text=text)
+
+
+def zip_env_id(path: Path) -> str | None:
+    """The env id an RL Zoo zip is named after (``Walker2d-v3.zip``), if its name is one."""
+    if re.fullmatch(r"[A-Za-z][\w.-]*-v\d+", path.stem) and path.stem in gym.registry:
+        return checked_env_id(path.stem, path)
+    return None
 
 
 def algorithm_of(metadata: dict, path: Path) -> str:
-    module = metadata.get("policy_class", {}).get("__module__")
+    module = _object(metadata, "policy_class", path).get("__module__")
     if module not in SUPPORTED_POLICIES:
         raise AgentError(
             f"{path}: policy {module!r} is not supported; supported: "
@@ -173,30 +193,38 @@ class WeightsAgent:
 def load_weights_agent(path: Path, env: gym.Env) -> WeightsAgent:
     metadata = read_zip_metadata(path)
     algorithm = algorithm_of(metadata, path)
-    kwargs = metadata.get("policy_kwargs") or {}
+    kwargs = _object(metadata, "policy_kwargs", path)
     if metadata.get("use_sde") or kwargs.get("use_sde"):
         raise AgentError(f"{path}: gSDE policies need --loader sb3 (trusted files only)")
     activation: type[nn.Module] = nn.ReLU
     if "activation_fn" in kwargs:
-        name = _pickled_global(kwargs["activation_fn"].get(":serialized:", ""))
+        name = _pickled_global(_object(kwargs, "activation_fn", path).get(":serialized:"), path)
         if name not in ACTIVATIONS:
             raise AgentError(f"{path}: activation {name!r} unknown to the weights loader")
         activation = ACTIVATIONS[name]
     try:
         with zipfile.ZipFile(path) as archive, archive.open("policy.pth") as file:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-    except (KeyError, RuntimeError, zipfile.BadZipFile) as error:
+            state = load_weights_only(file, path / "policy.pth")
+    except (KeyError, zipfile.BadZipFile) as error:
         raise AgentError(f"{path}: cannot read policy.pth weights ({error})") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise AgentError(f"{path}: policy.pth is not a dict of named tensors (a state dict)")
     actor_state = {k.removeprefix("actor."): v for k, v in state.items() if k.startswith("actor.")}
     trunk = sorted(
         (int(k.split(".")[1]), v.shape[0])
         for k, v in actor_state.items()
         if k.startswith("latent_pi.") and k.endswith(".weight")
     )
-    if "mu.weight" not in actor_state or not trunk:
+    if "mu.weight" not in actor_state or "latent_pi.0.weight" not in actor_state:
         raise AgentError(
-            f"{path}: policy.pth holds no SAC/TQC actor (keys: {sorted(state)[:6]}...)"
+            f"{path}: policy.pth holds no SAC/TQC actor (needs actor.latent_pi.0.weight and "
+            f"actor.mu.weight; keys: {sorted(state)[:6]}...)"
         )
+    flat = sorted(k for k, v in actor_state.items() if k.endswith(".weight") and v.ndim != 2)
+    if flat:
+        raise AgentError(f"{path}: policy.pth's {', '.join(flat)} must be matrices")
     obs_dim = actor_state["latent_pi.0.weight"].shape[1]
     act_dim = actor_state["mu.weight"].shape[0]
     if env.observation_space.shape != (obs_dim,) or env.action_space.shape != (act_dim,):
@@ -206,7 +234,11 @@ def load_weights_agent(path: Path, env: gym.Env) -> WeightsAgent:
             f"{env.observation_space.shape} and action shape {env.action_space.shape}"
         )
     actor = SquashedGaussianActor(obs_dim, act_dim, [size for _, size in trunk], activation)
-    actor.load_state_dict(actor_state)
+    try:
+        actor.load_state_dict(actor_state)
+    except RuntimeError as error:
+        problem = " ".join(str(error).split())[:300]
+        raise AgentError(f"{path}: policy.pth's actor is inconsistent ({problem})") from None
     actor.eval()
     space = env.action_space
     return WeightsAgent(
