@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -14,7 +15,7 @@ def test_quick_run_writes_the_report_folder_from_the_packaged_agent(tmp_path, ca
     main(["run", "--quick", "--threads", "1", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "DEMO" in printed
-    for folder in ("evaluation", "evaluation-tracked"):
+    for folder in ("evaluation-tracked", "evaluation-report"):
         evaluation = tmp_path / folder
         for name in ("report.md", "metrics.csv", "episodes.csv", "scores.png", "episodes.png"):
             assert (evaluation / name).stat().st_size > 0, (folder, name)
@@ -25,3 +26,7 @@ def test_quick_run_writes_the_report_folder_from_the_packaged_agent(tmp_path, ca
         "from the real state and the next planned state"
         in (tmp_path / "evaluation-tracked" / "report.md").read_text()
     )
+    results = json.loads((tmp_path / "results.json").read_text())
+    presets = {setting["preset"] for setting in results["settings"]}
+    assert presets == {"tracked", "report"}
+    assert (tmp_path / "report.md").stat().st_size > 0

@@ -100,7 +100,7 @@ def test_quick_run_on_each_task(env_id, tmp_path):
 
     main(["run", "--quick", "--env", env_id, "--agent", str(mujoco_agent(env_id)),
           "--threads", "1", "--out", str(tmp_path)])  # fmt: skip
-    rows = list(csv.DictReader((tmp_path / "evaluation" / "metrics.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "evaluation-report" / "metrics.csv").open()))
     horizon = task_for(env_id).horizon
     assert [row["label"] for row in rows] == ["k=1", f"k={horizon - 1}", f"k={horizon - 1} guided"]
     assert (tmp_path / "evaluation-tracked" / "report.md").stat().st_size > 0

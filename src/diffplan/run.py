@@ -1,10 +1,10 @@
 """``diffplan run``: the main job, from one config.
 
 dataset (collected from an agent) -> diffusion model -> value network ->
-inverse dynamics model -> evaluation sweeps -> reports, each stage in its own folder
-under ``--out``. Two sweeps: the report's planner (planned actions, ``evaluation/``)
-and the same plans followed by the inverse dynamics model from the real states
-(``evaluation-tracked/``, docs/LONG_HORIZONS.md).
+inverse dynamics model -> evaluation sweeps -> report, each stage in its own folder
+under ``--out``. One sweep per planner preset (``--planners``, default the tracked
+preset and the seed report's, ``evaluation-NAME/``), every effective window plus a
+guided row each; ``report.md`` and ``results.json`` in ``--out`` gather them.
 A stage whose output already exists is reused (``--resume`` semantics of the
 training commands), so an interrupted run continues where it stopped.
 
@@ -16,15 +16,20 @@ job runs offline on a fresh machine; other tasks take ``--agent``.
 
 from __future__ import annotations
 
+import shlex
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from diffplan.checkpoints import store as ckpt
 from diffplan.checkpoints.store import checkpoints
 from diffplan.collect import CollectConfig, collect
+from diffplan.data.minari_format import read_minari_dir
+from diffplan.diffusion.backends import Backend
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
+from diffplan.evaluation.report import SettingResult, write_run_report
 from diffplan.outputs import output_folder
-from diffplan.planning.config import PlanningConfig
+from diffplan.planning.presets import DEFAULT_PRESET, find_preset
 from diffplan.runtime import DeviceChoice
 from diffplan.tasks import DEFAULT_ENV, require_agent, task_for
 from diffplan.training import (
@@ -42,11 +47,11 @@ from diffplan.training.config import UNetConfig, ValueNetConfig, WindowConfig
 @dataclass
 class RunConfig:
     """Run the whole pipeline: collect -> train -> train-value -> train-dynamics ->
-    evaluate (planned actions; tracked by inverse dynamics) -> reports."""
+    evaluate (one sweep per planner preset) -> report.md and results.json."""
 
     out: Path = Path("runs/main")
-    """Run folder: data/, diffusion/, value/, inverse-dynamics/, evaluation/ and
-    evaluation-tracked/ (report.md and figures)."""
+    """Run folder: data/, diffusion/, value/, inverse-dynamics/, evaluation-NAME/ per
+    planner, report.md, results.json and figures."""
     quick: bool = False
     """A demo that finishes in a few minutes: tiny data and training budgets, 2 episodes
     at k = 1 and H-1. Its scores say nothing about the method."""
@@ -70,8 +75,8 @@ class RunConfig:
     value_steps: int = 10_000
     """Optimiser steps of the value network."""
     inverse_steps: int = 10_000
-    """Optimiser steps of the inverse dynamics model (batch 256); 0 skips it and the
-    tracked sweep."""
+    """Optimiser steps of the inverse dynamics model (batch 256); 0 skips it (then only
+    presets without it can run, e.g. --planners report)."""
     batch_size: int = 64
     """Windows per optimiser step (both networks)."""
     lr: float = 6e-4
@@ -79,8 +84,11 @@ class RunConfig:
     slowly for this budget (docs/RESULTS.md). The value network keeps 2e-4."""
     episodes: int = 10
     """Evaluation episodes per setting."""
-    planning: PlanningConfig = field(default_factory=lambda: PlanningConfig(candidates=16))
-    """Sampler, backend, warm start, candidates (16 here) and guidance of the planner."""
+    planners: tuple[str, ...] = (DEFAULT_PRESET, "report")
+    """Planner presets swept at every effective window plus a guided row each (`diffplan
+    evaluate --list-planners`)."""
+    backend: Backend = "auto"
+    """How the denoiser runs (as evaluate's --planning.backend)."""
     seed: int = 0
     """Seed of every stage."""
     device: DeviceChoice = "auto"
@@ -102,7 +110,6 @@ class RunConfig:
             value_steps=min(self.value_steps, 300),
             inverse_steps=min(self.inverse_steps, 300),
             episodes=min(self.episodes, 2),
-            planning=replace(self.planning, candidates=min(self.planning.candidates, 8)),
         )
 
 
@@ -138,6 +145,7 @@ def _run(config: RunConfig) -> None:
                 seed=config.seed,
             )
         )
+    timings = {"collect": time.perf_counter() - began}
     windows = WindowConfig(horizon=config.horizon)
     common = {
         "dataset": str(data),
@@ -198,30 +206,61 @@ def _run(config: RunConfig) -> None:
                 ),
             )
         )
-    sweep = EvaluateConfig(
-        diffusion=diffusion,
-        value=value,
-        out=config.out / "evaluation",
-        windows=(1, config.horizon - 1) if config.quick else (),
-        episodes=config.episodes,
-        seed=config.seed,
-        planning=config.planning,
-        device=config.device,
-        threads=config.threads,
-        overwrite=True,  # a rerun evaluates again
+    timings["train"] = time.perf_counter() - began - timings["collect"]
+    inputs = RunModels(diffusion, value, inverse if config.inverse_steps > 0 else None)
+    sections = evaluate_presets(config, inputs)
+    timings["evaluate"] = time.perf_counter() - began - sum(timings.values())
+    report = write_run_report(
+        config.out,
+        sections,
+        read_minari_dir(data).info,
+        timings=timings,
+        commands=[
+            shlex.join(["diffplan", "run", *["--quick"] * config.quick, "--out", str(config.out)])
+        ],
+        config=ckpt.jsonable(asdict(config)),
     )
-    reports = [sweep.out / "report.md"]
-    evaluate(sweep)
-    if config.inverse_steps > 0:
-        tracked = replace(
-            sweep,
-            out=config.out / "evaluation-tracked",
-            inverse_dynamics=inverse,
-            planning=replace(config.planning, track_states=True),
-        )
-        reports.append(tracked.out / "report.md")
-        evaluate(tracked)
     print(
-        f"diffplan run finished in {(time.perf_counter() - began) / 60:.1f} min; "
-        f"reports: {', '.join(map(str, reports))}"
+        f"diffplan run finished in {(time.perf_counter() - began) / 60:.1f} min; report: {report}"
     )
+
+
+@dataclass(frozen=True)
+class RunModels:
+    """The trained models of a run folder that the sweeps plan with."""
+
+    diffusion: Path
+    value: Path
+    inverse_dynamics: Path | None
+
+
+def evaluate_presets(config: RunConfig, models: RunModels) -> dict[str, list[SettingResult]]:
+    """Each of ``config.planners`` swept over every effective window plus a guided row (in
+    ``--out/evaluation-NAME/``); returns the settings' results per preset name."""
+    sections = {}
+    for name in config.planners:
+        preset = find_preset(name)
+        preset.check(models.inverse_dynamics)
+        planning = replace(preset.config(), backend=config.backend)
+        if config.quick:  # the demo's model has fewer denoising steps and candidates
+            steps = min(planning.sampler.steps or config.diffusion_steps, config.diffusion_steps)
+            planning = replace(
+                planning,
+                sampler=replace(planning.sampler, steps=steps),
+                candidates=min(planning.candidates, 8),
+            )
+        sweep = EvaluateConfig(
+            diffusion=models.diffusion,
+            value=models.value,
+            inverse_dynamics=models.inverse_dynamics if planning.track_states else None,
+            out=config.out / f"evaluation-{name}",
+            windows=(1, config.horizon - 1) if config.quick else (),
+            episodes=config.episodes,
+            seed=config.seed,
+            planning=planning,
+            device=config.device,
+            threads=config.threads,
+            overwrite=True,  # a rerun evaluates again
+        )
+        sections[name] = evaluate(sweep)
+    return sections
