@@ -302,7 +302,7 @@ def test_missing_sources(tmp_path):
         load_dataset(str(tmp_path / "nope.hdf5"))
     with pytest.raises(FileNotFoundError, match="holds no dataset"):
         load_dataset(str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="not a dataset"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset("./missing-dir")
 
 

@@ -24,22 +24,24 @@ import numpy as np
 
 from diffplan.atomic import atomic_path
 from diffplan.data.episodes import DatasetError, TrajectoryDataset, make_episode
+from diffplan.envs import make_env
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 
 
 def read_d4rl_hdf5(path: str | os.PathLike, *, env_id: str | None = None) -> TrajectoryDataset:
-    """Read a D4RL-layout file. ``env_id`` (e.g. ``Walker2d-v5``) is recorded, not checked."""
+    """Read a D4RL-layout file. ``env_id`` (e.g. ``Walker2d-v5``, from the command line) is
+    recorded, and the data's dims must fit its environment."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such D4RL HDF5 file")
     try:
         with h5py.File(path, "r") as file:
-            missing = [key for key in REQUIRED_KEYS if key not in file]
+            missing = [key for key in REQUIRED_KEYS if not isinstance(file.get(key), h5py.Dataset)]
             if missing:
                 raise DatasetError(
                     f"{path}: not a D4RL-layout file: missing {', '.join(missing)} "
-                    f"(found {', '.join(sorted(file.keys()))})"
+                    f"(found {', '.join(sorted(file.keys()))}; groups do not count)"
                 )
             arrays = {key: file[key][()] for key in file if isinstance(file[key], h5py.Dataset)}
     except OSError as error:
@@ -49,6 +51,11 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, env_id: str | None = None) -> Tra
     rewards = arrays["rewards"].reshape(-1)
     terminals = arrays["terminals"].reshape(-1).astype(bool)
     rows = len(observations)
+    if rows == 0 or observations.ndim != 2 or actions.ndim != 2:
+        raise DatasetError(
+            f"{path}: observations {observations.shape} and actions {actions.shape} must be "
+            "non-empty (rows, dim) arrays"
+        )
     for key in ("actions", "rewards", "terminals", "timeouts", "next_observations"):
         if key in arrays and len(arrays[key]) != rows:
             raise DatasetError(f"{path}: {key} has {len(arrays[key])} rows, observations {rows}")
@@ -86,7 +93,12 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, env_id: str | None = None) -> Tra
             )
         start = end
     source = {"format": "d4rl", "path": str(path)}
-    return TrajectoryDataset(episodes, env_id=env_id, source=source, name=str(path))
+    dataset = TrajectoryDataset(episodes, env_id=env_id, source=source, name=str(path))
+    if env_id is not None:
+        env = make_env(env_id)
+        dataset.check_env(env.observation_space.shape, env.action_space.shape)
+        env.close()
+    return dataset
 
 
 def write_d4rl_hdf5(dataset: TrajectoryDataset, path: str | os.PathLike) -> Path:

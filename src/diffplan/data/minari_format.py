@@ -11,6 +11,7 @@ so ``minari.MinariDataset("DIR/data")`` reads it, and a ``DIR`` placed at
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from diffplan.atomic import atomic_directory
 from diffplan.data.episodes import DatasetError, Episode, TrajectoryDataset, make_episode
+from diffplan.envs import checked_env_id
 
 METADATA_KEY = "diffplan"  # where diffplan's provenance lives in Minari's metadata.json
 
@@ -58,9 +60,10 @@ def _from_minari_dataset(minari_dataset: Any, name: str) -> TrajectoryDataset:
     source.setdefault("format", "minari")
     source.setdefault("dataset_id", metadata.get("dataset_id"))
     source["path"] = name
-    dataset = TrajectoryDataset(
-        episodes, env_id=env_spec.id if env_spec is not None else None, source=source, name=name
-    )
+    env_id = env_spec.id if env_spec is not None else None
+    if env_id is not None:
+        checked_env_id(env_id, Path(name) / "data" / "metadata.json")
+    dataset = TrajectoryDataset(episodes, env_id=env_id, source=source, name=name)
     dataset.check_env(minari_dataset.observation_space.shape, minari_dataset.action_space.shape)
     return dataset
 
@@ -103,6 +106,11 @@ def load_minari_id(dataset_id: str, *, download: bool = True) -> TrajectoryDatas
         return read_minari_dir(local)
     if not download:
         raise FileNotFoundError(f"Minari dataset {dataset_id!r} is not in {local.parent}")
+    if importlib.util.find_spec("huggingface_hub") is None:
+        raise FileNotFoundError(
+            f"Minari dataset {dataset_id!r} is not stored locally ({local.parent}); downloading "
+            "it needs Minari's Hugging Face extra: pip install 'minari[hf]'"
+        )
     try:
         minari.download_dataset(dataset_id)
     except Exception as error:  # minari raises many kinds: network, unknown id, auth

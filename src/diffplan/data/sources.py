@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.minari_format import is_minari_dir, load_minari_id, read_minari_dir
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
+MINARI_ID = re.compile(r"([\w-]+/)*[\w-]+-v\d+")  # minari's (namespace/)name-vN, simplified
 
 
 def load_dataset(
@@ -42,12 +44,32 @@ def load_dataset(
                 "point at a directory written by `diffplan collect` or a Minari dataset"
             )
         return read_minari_dir(path)
-    if path.exists() or source.startswith((".", "/", "~")):
+    if path.exists():
         raise FileNotFoundError(
-            f"{source}: not a dataset. Expected a directory written by `diffplan collect`, "
-            f"a D4RL file ending in {' or '.join(HDF5_SUFFIXES)}, or a Minari dataset id"
+            f"{source} is a file but not a dataset. Expected a directory written by "
+            f"`diffplan collect`, a D4RL file ending in {' or '.join(HDF5_SUFFIXES)}, or a "
+            "Minari dataset id"
+        )
+    reason = path_reason(source)
+    if reason:
+        raise FileNotFoundError(
+            f"{source} does not exist (taken for a path: {reason}; a Minari dataset id looks "
+            "like namespace/name-v0)"
         )
     return load_minari_id(source, download=download)
+
+
+def path_reason(source: str) -> str | None:
+    """Why ``source``, which names nothing on disk, is taken for a path rather than a Minari
+    id (``namespace/name-vN``), or None when it is read as an id."""
+    if source.startswith((".", "/", "~")):
+        return f"it starts with {source[0]!r}"
+    if not MINARI_ID.fullmatch(source):
+        return "it is not of the form namespace/name-vN"
+    parent = Path(source).parent
+    if parent != Path(".") and parent.exists():
+        return f"{parent} exists here"
+    return None
 
 
 @dataclass

@@ -93,7 +93,10 @@ class WindowDataset(Dataset):
 
         real_rows = transitions(dataset)
         if isinstance(normalizer, str):
-            normalizer = Normalizer.fit(real_rows, normalizer)
+            try:
+                normalizer = Normalizer.fit(real_rows, normalizer)
+            except ValueError as error:
+                raise ValueError(f"{dataset.name}: {error}") from None
         if normalizer.dim != self.transition_dim:
             raise ValueError(
                 f"normaliser has {normalizer.dim} dims but the data has {self.transition_dim} "
