@@ -124,6 +124,10 @@ CASES = {
         edit_json("dataset.json", lambda d: d.update(colour=1)),
         ["dataset.json", "colour"],
     ),
+    "env of other dims": (
+        edit_json("dataset.json", lambda d: d.update(env_id="Hopper-v5")),
+        ["cannot plan in Hopper-v5 (obs (11,)", "obs 17"],
+    ),
     "unknown env": (
         edit_json("dataset.json", lambda d: d.update(env_id="NoSuchEnv-v0")),
         ["dataset.json", "NoSuchEnv-v0", "not a registered"],
@@ -170,9 +174,25 @@ def test_evaluate_refuses_bad_checkpoint(
         assert word in err, (word, err)
 
 
-def test_refused_pickle_in_trainer_state(tmp_path: Path) -> None:
-    """A trainer_state.pt holding a pickled object is refused in one line naming the file."""
-    checkpoint = write_checkpoint(tmp_path / "run")
-    torch.save({"step": 1, "thing": Path("x")}, checkpoint / "trainer_state.pt")
-    with pytest.raises(ValueError, match=r"trainer_state\.pt contains pickled code"):
-        ckpt.load_trainer_state(checkpoint)
+def test_train_resume_refuses_corrupt_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --resume` on a run whose weights were truncated, then whose trainer state holds
+    a pickled object: one line each."""
+    from test_training import toy_dynamics_dataset
+
+    from diffplan.data.minari_format import write_minari_dir
+
+    data = write_minari_dir(toy_dynamics_dataset(), tmp_path / "toy")
+    args = ["train", "--dataset", str(data), "--out", str(tmp_path / "run"), "--no-progress",
+            "--threads", "1", "--model.dim", "8", "--model.dim-mults", "1", "2",
+            "--optim.steps", "2"]  # fmt: skip
+    main(args)
+    (checkpoint,) = ckpt.checkpoints(tmp_path / "run")
+    whole = (checkpoint / "model.safetensors").read_bytes()
+    (checkpoint / "model.safetensors").write_bytes(whole[:100])
+    resume = [*args[:-1], "4", "--resume"]
+    assert "model.safetensors: not a readable safetensors file" in run_cli(resume, capsys)
+    (checkpoint / "model.safetensors").write_bytes(whole)
+    torch.save({"step": 2, "thing": Path("x")}, checkpoint / "trainer_state.pt")
+    assert "trainer_state.pt contains pickled code" in run_cli(resume, capsys)

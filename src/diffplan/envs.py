@@ -48,6 +48,18 @@ def make_env(env_id: str, **kwargs: object) -> gym.Env:
         raise ValueError(f"--env {env_id}: cannot make this environment ({error}){hint}") from None
 
 
+def check_dims(env_id: str, obs_dim: int, act_dim: int, source: str | Path) -> None:
+    """Refuse a model of ``source``, trained on data of these dims, for ``env_id``'s spaces."""
+    env = make_env(env_id)
+    obs_shape, act_shape = env.observation_space.shape, env.action_space.shape
+    env.close()
+    if obs_shape != (obs_dim,) or act_shape != (act_dim,):
+        raise ValueError(
+            f"{source}: the model was trained on data with obs {obs_dim} and actions {act_dim}; "
+            f"it cannot plan in {env_id} (obs {obs_shape}, actions {act_shape})"
+        )
+
+
 def same_task(agent_env: str, env_id: str, source: str | Path, *, force: bool = False) -> None:
     """Refuse an agent trained on ``agent_env`` (from ``source``) for another task than
     ``env_id``; versions of one task may differ. ``force`` skips the check."""

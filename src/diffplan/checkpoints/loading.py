@@ -14,6 +14,7 @@ from diffplan.diffusion.backends import Backend
 from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.guidance import ClassifierFreeGuidance, ReturnGuidanceConfig
 from diffplan.diffusion.sampling import TrajectoryGenerator
+from diffplan.envs import check_dims
 from diffplan.models import ForwardDynamics, InverseDynamics, TemporalUnet, ValueNetwork
 
 NETWORKS: dict[str, type[nn.Module]] = {
@@ -134,6 +135,10 @@ def load_diffusion(
     """
     loaded = load_network(path, "diffusion", device=device, weights=weights)
     model, meta = loaded.network, loaded.meta
+    if meta.dataset["env_id"] is not None:
+        check_dims(
+            meta.dataset["env_id"], meta.dataset["obs_dim"], meta.dataset["act_dim"], loaded.path
+        )
     conditioned = bool(meta.architecture.get("returns_condition"))
     if not conditioned and returns not in (None, ReturnGuidanceConfig()):
         raise ValueError(
