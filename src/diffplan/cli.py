@@ -7,16 +7,11 @@ maps subcommand names to ``(config class, function)`` pairs.
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Union
 
 import tyro
-
-# Headless rendering (evaluate --video): MuJoCo reads MUJOCO_GL when it is first imported.
-if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-    os.environ["MUJOCO_GL"] = "egl"
 
 from diffplan.agents.train_expert import TrainAgentConfig, train_agent
 from diffplan.baselines.command import BaselineConfig, baseline

@@ -8,6 +8,7 @@ file). Only an id given on the command line may use that form.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def check_dims(env_id: str, obs_dim: int, act_dim: int, source: str | Path) -> N
             f"{source}: the model was trained on data with obs {obs_dim} and actions {act_dim}; "
             f"it cannot plan in {env_id} (obs {obs_shape}, actions {act_shape})"
         )
+
+
+def make_render_env(env_id: str, width: int, height: int) -> gym.Env:
+    """An ``rgb_array`` environment. OpenGL is chosen here, only when something is rendered:
+    ``MUJOCO_GL`` as set by the user, else ``egl`` on a machine without a display (set before
+    OpenGL is first imported, so a missing libEGL never breaks environments that don't render)."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    return make_env(env_id, render_mode="rgb_array", width=width, height=height)
 
 
 def same_task(agent_env: str, env_id: str, source: str | Path, *, force: bool = False) -> None:

@@ -1,19 +1,19 @@
 """A video of one closed-loop episode, rendered offscreen by MuJoCo and saved as a GIF.
 
 Headless machines need an offscreen OpenGL: ``MUJOCO_GL=egl`` (GPU or Mesa EGL) or
-``MUJOCO_GL=osmesa``. The ``diffplan`` command sets ``egl`` when there is no
-display and ``MUJOCO_GL`` is unset; where rendering still fails, the video is
-skipped with a message and everything else is kept.
+``MUJOCO_GL=osmesa``. :func:`diffplan.envs.make_render_env` sets ``egl`` when there is
+no display and ``MUJOCO_GL`` is unset, only for the video; where rendering still fails,
+the video is skipped with a message and everything else is kept.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 from diffplan.atomic import atomic_path
+from diffplan.envs import make_render_env
 from diffplan.evaluation.rollout import Controller
 
 
@@ -34,7 +34,7 @@ def record_episode(
     from PIL import Image  # Pillow comes with matplotlib
 
     try:
-        env = gym.make(env_id, render_mode="rgb_array", width=size[0], height=size[1])
+        env = make_render_env(env_id, *size)
         observation, _ = env.reset(seed=seed)
         frames = [env.render()]
     except Exception as error:  # OpenGL setup errors come in many types
