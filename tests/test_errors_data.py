@@ -80,3 +80,34 @@ def test_overflowing_magnitudes_are_refused(
     args = ["train", "--dataset", str(path), "--out", str(tmp_path / "run"), "--optim.steps", "2"]
     err = run_cli(args, capsys)
     assert "huge.hdf5" in err and "overflow float32" in err
+
+
+def test_dataset_id_is_checked_before_collecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["collect", "--out", str(tmp_path / "data"), "--steps", "5", "--no-progress"]
+    err = run_cli([*args, "--dataset-id", "not an id"], capsys)
+    assert "--dataset-id 'not an id'" in err and "name-vN" in err
+    assert not (tmp_path / "data" / "data").exists()
+
+
+def test_minari_reference_scores_come_from_the_metadata(tmp_path: Path) -> None:
+    """A dataset's own ref_min_score/ref_max_score win over the task table's."""
+    import json
+
+    from conftest import synthetic_dataset
+
+    from diffplan.data.minari_format import minari_dataset_id, write_minari_dir
+
+    path = write_minari_dir(synthetic_dataset(), tmp_path / "my data")
+    metadata_file = path / "data" / "metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    assert metadata["dataset_id"] == minari_dataset_id(path) == "diffplan/my-data-v0"
+    metadata.update(ref_min_score=-5.0, ref_max_score=20.0)
+    metadata_file.write_text(json.dumps(metadata))
+    info = load_dataset(str(path)).info
+    assert (info.ref_min_score, info.ref_max_score) == (-5.0, 20.0)
+    metadata.update(ref_max_score=-50.0)
+    metadata_file.write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="min below max"):
+        load_dataset(str(path))

@@ -23,7 +23,7 @@ import diffplan
 from diffplan.agents import AgentLoader, agent_sha256, load_agent
 from diffplan.agents.rollout import DEFAULT_NOISE, DEFAULT_SIGMA, NoiseKind, rollout
 from diffplan.data.episodes import TrajectoryDataset
-from diffplan.data.minari_format import write_minari_dir
+from diffplan.data.minari_format import minari_dataset_id, write_minari_dir
 from diffplan.envs import make_env
 from diffplan.outputs import output_folder
 from diffplan.tasks import DEFAULT_ENV, require_agent
@@ -61,6 +61,9 @@ class CollectConfig:
     """Allow --loader sb3 to unpickle --agent: only for a file from a source you trust."""
     force_env: bool = False
     """Use an agent trained on another task than --env (its agent.json or zip name says which)."""
+    dataset_id: str | None = None
+    """Minari dataset id recorded in the metadata, (namespace/)name-vN; default
+    diffplan/<--out directory name>-v0."""
     overwrite: bool = False
     """Replace an existing --out (only once the new dataset is complete)."""
     progress: bool = field(default=True)
@@ -131,11 +134,12 @@ def collect_dataset(config: CollectConfig) -> TrajectoryDataset:
 
 def collect(config: CollectConfig) -> TrajectoryDataset:
     """Run ``diffplan collect``: roll out, record provenance, write ``config.out``."""
+    dataset_id = minari_dataset_id(config.out, config.dataset_id)  # checked before the work
     existing = "replace" if config.overwrite else "refuse"
     # the dataset is written atomically: a replaced one stays until the new one is complete
     with output_folder(config.out, "collect", existing=existing, marker=False):
         dataset = collect_dataset(config)
-        write_minari_dir(dataset, config.out, overwrite=config.overwrite)
+        write_minari_dir(dataset, config.out, dataset_id=dataset_id, overwrite=config.overwrite)
     steps, seconds = dataset.info.num_steps, dataset.source["collect_seconds"]
     print(dataset.summary())
     print(f"collect   {steps} steps in {seconds:.1f} s ({steps / max(seconds, 0.01):.0f} steps/s)")

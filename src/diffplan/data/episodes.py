@@ -167,6 +167,8 @@ class TrajectoryDataset(Sequence[Episode]):
         env_id: gymnasium id of the environment that produced them, if known.
         source: provenance (JSON-serialisable), kept in :attr:`info`.
         name: how to refer to the data in error messages (usually the file path).
+        reference: the data's own (min, max) reference scores (a Minari dataset's metadata);
+            default: the task table's for ``env_id``.
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class TrajectoryDataset(Sequence[Episode]):
         env_id: str | None = None,
         source: dict[str, Any] | None = None,
         name: str = "dataset",
+        reference: tuple[float, float] | None = None,
     ) -> None:
         if len(episodes) == 0:
             raise DatasetError(f"{name}: the dataset has no episodes")
@@ -192,6 +195,7 @@ class TrajectoryDataset(Sequence[Episode]):
         self._episodes = list(episodes)
         self.env_id = env_id
         self.name = name
+        self.reference = reference
         self.source = dict(source or {})
         self.obs_dim = int(obs_dim)
         self.act_dim = int(act_dim)
@@ -215,7 +219,7 @@ class TrajectoryDataset(Sequence[Episode]):
     @property
     def info(self) -> DatasetInfo:
         returns, lengths = self.episode_returns, self.episode_lengths
-        ref_min, ref_max = reference_scores(self.env_id)
+        ref_min, ref_max = self.reference or reference_scores(self.env_id)
         return DatasetInfo(
             env_id=self.env_id,
             obs_dim=self.obs_dim,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from diffplan.atomic import atomic_directory
 from diffplan.data.episodes import DatasetError, Episode, TrajectoryDataset, make_episode
 from diffplan.envs import checked_env_id
 
+VERSION = re.compile(r"-v\d+$")  # a directory named like an id keeps one version suffix
 METADATA_KEY = "diffplan"  # where diffplan's provenance lives in Minari's metadata.json
 
 
@@ -63,9 +65,24 @@ def _from_minari_dataset(minari_dataset: Any, name: str) -> TrajectoryDataset:
     env_id = env_spec.id if env_spec is not None else None
     if env_id is not None:
         checked_env_id(env_id, Path(name) / "data" / "metadata.json")
-    dataset = TrajectoryDataset(episodes, env_id=env_id, source=source, name=name)
+    dataset = TrajectoryDataset(
+        episodes, env_id=env_id, source=source, name=name, reference=_reference(metadata, name)
+    )
     dataset.check_env(minari_dataset.observation_space.shape, minari_dataset.action_space.shape)
     return dataset
+
+
+def _reference(metadata: dict[str, Any], name: str) -> tuple[float, float] | None:
+    """Minari's ``ref_min_score`` and ``ref_max_score`` of a dataset, if it has both."""
+    low, high = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+    if low is None and high is None:
+        return None
+    if not all(isinstance(x, int | float) and np.isfinite(x) for x in (low, high)) or low >= high:
+        raise DatasetError(
+            f"{name}: metadata ref_min_score {low!r} and ref_max_score {high!r} must be finite "
+            "numbers, min below max"
+        )
+    return float(low), float(high)
 
 
 def read_minari_dir(path: str | os.PathLike) -> TrajectoryDataset:
@@ -122,6 +139,23 @@ def load_minari_id(dataset_id: str, *, download: bool = True) -> TrajectoryDatas
     return read_minari_dir(local)
 
 
+def minari_dataset_id(path: str | os.PathLike, dataset_id: str | None = None) -> str:
+    """``dataset_id`` checked against Minari's rule (``(namespace/)name-vN``), or by default
+    ``diffplan/<directory name>-v0`` with characters Minari refuses replaced by ``-``."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    name = re.sub(r"[^\w-]+", "-", Path(path).resolve().name).strip("-") or "dataset"
+    chosen = dataset_id or f"diffplan/{VERSION.sub('', name)}-v0"
+    try:
+        parse_dataset_id(chosen)
+    except ValueError:
+        raise ValueError(
+            f"--dataset-id {chosen!r} is not a Minari dataset id; use (namespace/)name-vN, "
+            "e.g. diffplan/walker2d-expert-v0"
+        ) from None
+    return chosen
+
+
 def write_minari_dir(
     dataset: TrajectoryDataset,
     path: str | os.PathLike,
@@ -139,7 +173,7 @@ def write_minari_dir(
     from minari.dataset.minari_storage import MinariStorage
 
     path = Path(path)
-    dataset_id = dataset_id or f"diffplan/{path.name}-v0"
+    dataset_id = minari_dataset_id(path, dataset_id)
     env_spec = gym.spec(dataset.env_id) if dataset.env_id else None
     box = lambda dim: gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)  # noqa: E731
     observation_space, action_space = box(dataset.obs_dim), box(dataset.act_dim)
