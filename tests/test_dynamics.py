@@ -101,7 +101,7 @@ def test_inverse_dynamics_with_reach_aims_two_steps_ahead(dynamics_runs):
     with pytest.raises(ValueError, match=r"trained to aim 1 to 2 steps ahead, not 1 to 3"):
         model.toward(tensor(states), tensor(later), torch.tensor([1] + [3] * 255))
     with pytest.raises(ValueError, match=r"above 1 only for --kind inverse"):
-        TrainDynamicsConfig(dataset="unused", kind="forward", reach=2)
+        TrainDynamicsConfig(dataset="unused", kind="forward", reach=2).validate()
 
 
 def test_forward_dynamics_error_separates_consistent_plans(dynamics_runs):

@@ -128,11 +128,16 @@ def test_evaluate_refuses_bad_options(tiny_runs, tmp_path):
     with pytest.raises(ValueError, match=r"effective window must be in 1\.\.7"):
         evaluate(
             EvaluateConfig(
-                diffusion=diffusion, out=tmp_path, windows=(8,), episodes=1, progress=False
+                diffusion=diffusion,
+                out=tmp_path,
+                windows=(8,),
+                episodes=1,
+                progress=False,
+                overwrite=True,  # the evaluation that stopped
             )
         )
     with pytest.raises(ValueError, match="holds a value network, not a diffusion model"):
-        evaluate(EvaluateConfig(diffusion=value, out=tmp_path, progress=False))
+        evaluate(EvaluateConfig(diffusion=value, out=tmp_path, progress=False, overwrite=True))
 
 
 def test_evaluate_runs_the_fast_planner_options(tiny_runs, tmp_path, capsys):
@@ -201,7 +206,11 @@ def test_evaluate_with_dynamics_models(tiny_runs, tmp_path):
     with pytest.raises(ValueError, match="holds a forward dynamics model, not an inverse"):
         evaluate(
             EvaluateConfig(
-                diffusion=diffusion, out=out, inverse_dynamics=runs["forward"], progress=False
+                diffusion=diffusion,
+                out=out,
+                inverse_dynamics=runs["forward"],
+                progress=False,
+                overwrite=True,
             )
         )
 

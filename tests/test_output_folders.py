@@ -98,3 +98,11 @@ def test_overwrite_deletes_the_old_outputs(tmp_path: Path) -> None:
         assert sorted(p.name for p in out.iterdir()) == [MARKER]
     with pytest.raises(FileExistsError, match="pass --overwrite"), output_folder(out, "evaluate"):
         pass
+
+
+def test_a_command_that_fails_before_writing_leaves_no_folder(capsys, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    err = cli_error(capsys, "evaluate", "--diffusion", str(tmp_path / "missing"), "--out", str(out))
+    assert str(tmp_path / "missing") in err
+    assert not out.exists()
+    assert not any(tmp_path.iterdir())  # no lock either

@@ -203,6 +203,15 @@ def output_folder(
             if holds and existing == "replace":
                 for entry in out.iterdir():
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            created = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
             (out / MARKER).write_text(json.dumps({"kind": command}) + "\n")
-        yield out
+        try:
+            yield out
+        except BaseException:
+            if marker and not holds and [p.name for p in out.iterdir()] == [MARKER]:
+                # failed before writing anything: leave no folder that needs --overwrite
+                (out / MARKER).unlink()
+                if created:
+                    out.rmdir()
+            raise
