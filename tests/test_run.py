@@ -28,5 +28,7 @@ def test_quick_run_writes_the_report_folder_from_the_packaged_agent(tmp_path, ca
     )
     results = json.loads((tmp_path / "results.json").read_text())
     presets = {setting["preset"] for setting in results["settings"]}
-    assert presets == {"tracked", "report"}
+    assert presets == {"tracked", "report", "bc"}
+    bc = [setting for setting in results["settings"] if setting["preset"] == "bc"]
+    assert [(s["k"], s["episodes"], s["seeds"]) for s in bc] == [(1, 2, [0, 1])]
     assert (tmp_path / "report.md").stat().st_size > 0

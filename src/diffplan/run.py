@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from diffplan.baselines.command import BaselineConfig, baseline
 from diffplan.checkpoints import store as ckpt
 from diffplan.checkpoints.store import checkpoints
 from diffplan.collect import CollectConfig, collect
@@ -87,6 +88,9 @@ class RunConfig:
     planners: tuple[str, ...] = (DEFAULT_PRESET, "report")
     """Planner presets swept at every effective window plus a guided row each (`diffplan
     evaluate --list-planners`)."""
+    bc: bool = True
+    """Also train and evaluate the behaviour-cloning baseline on the same data and episode
+    seeds (a row of the report; about a minute)."""
     backend: Backend = "auto"
     """How the denoiser runs (as evaluate's --planning.backend)."""
     seed: int = 0
@@ -209,6 +213,8 @@ def _run(config: RunConfig) -> None:
     timings["train"] = time.perf_counter() - began - timings["collect"]
     inputs = RunModels(diffusion, value, inverse if config.inverse_steps > 0 else None)
     sections = evaluate_presets(config, inputs)
+    if config.bc:
+        sections["bc"] = list(behaviour_cloning(config, data).values())
     timings["evaluate"] = time.perf_counter() - began - sum(timings.values())
     report = write_run_report(
         config.out,
@@ -222,6 +228,23 @@ def _run(config: RunConfig) -> None:
     )
     print(
         f"diffplan run finished in {(time.perf_counter() - began) / 60:.1f} min; report: {report}"
+    )
+
+
+def behaviour_cloning(config: RunConfig, data: Path) -> dict[int, SettingResult]:
+    """The behaviour-cloning baseline on the run's data and episode seeds (``--out/bc``)."""
+    return baseline(
+        BaselineConfig(
+            dataset=str(data),
+            algo="bc",
+            out=config.out / "bc",
+            seeds=(config.seed,),
+            steps=600 if config.quick else None,  # default: 20,000
+            episodes=config.episodes,
+            seed=config.seed,
+            device=config.device,
+            threads=config.threads,
+        )
     )
 
 

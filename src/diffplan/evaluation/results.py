@@ -30,6 +30,7 @@ SCHEMA = "diffplan.results/1"
 
 PACKAGES = ("diffplan", "torch", "gymnasium", "mujoco", "numpy")
 
+BASELINES = ("bc", "iql", "td3bc")  # presets of `diffplan baseline` rows, not planners
 SEED_REPORT_PERCENT = {1: 90.3, 2: 74.1, 3: 76.2, 4: 82.7, 5: 86.9, 6: 64.6, 7: 75.7}
 """The seed replication report's % of the data's return on Walker2d (H = 8), per k."""
 SEED_REPORT_GUIDED = (7, 84.1)
@@ -175,7 +176,11 @@ def results_table(documents: Sequence[dict[str, Any]], sources: Sequence[str] = 
             if ci is not None:
                 ret += f" [{ci[0]:.1f}, {ci[1]:.1f}]"
                 pct += f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]"
-            seed = seed_report_percent(document.get("env_id"), s["k"], s["guided"])
+            seed = (  # the seed report's planner only compares with planners, not baselines
+                None
+                if s["preset"] in BASELINES
+                else seed_report_percent(document.get("env_id"), s["k"], s["guided"])
+            )
             row = (
                 f"| {s['preset']} | {s['k']} | {'yes' if s['guided'] else 'no'} "
                 f"| {s['episodes']} | {ret} | {s['falls']} | {pct} | {_number(seed)} "
