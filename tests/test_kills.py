@@ -79,7 +79,8 @@ def test_kill_9_during_training_and_a_restart(tmp_path: Path) -> None:
 def test_kill_9_during_collect_and_a_restart(tmp_path: Path) -> None:
     out = tmp_path / "data"
     collect = [EXE, "collect", "--out", str(out), "--no-progress", "--overwrite"]
-    kill_after([*collect, "--steps", "3000"], lock_path(out), 2.0)
+    # a budget it cannot finish before the kill (3,000 steps could, on a quiet machine)
+    kill_after([*collect, "--steps", str(10**6)], lock_path(out), 2.0)
     (tmp_path / ".data.abcd1234.tmp").mkdir()  # as a kill while writing leaves it
     done = subprocess.run(
         [*collect, "--steps", "30"], env=ENV, capture_output=True, text=True, timeout=300
