@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_dataset
 
+from diffplan.cli import main
 from diffplan.data import TrajectoryDataset
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import SamplerConfig
@@ -254,3 +255,13 @@ def test_video_without_gl_is_skipped_with_advice(tmp_path):
     stdout, out = _record(tmp_path, "glfw" if not os.environ.get("DISPLAY") else "invalid")
     assert "video skipped" in stdout and "MUJOCO_GL=egl" in stdout and stdout.endswith("none\n")
     assert not out.exists()
+
+
+def test_a_preset_names_its_settings_in_results_json(tiny_runs, tmp_path):
+    diffusion, _ = tiny_runs
+    out = tmp_path / "fast"
+    args = ["evaluate", "--diffusion", str(diffusion), "--out", str(out), "--planner", "fast"]
+    main([*args, "--windows", "1", "--episodes", "1", "--threads", "1", "--no-progress"])
+    document = json.loads((out / "results.json").read_text())
+    assert [s["preset"] for s in document["settings"]] == ["fast"]
+    assert document["config"]["preset"] == "fast"

@@ -6,6 +6,7 @@ maps subcommand names to ``(config class, function)`` pairs.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = tyro.cli(subcommands, args=args, prog="diffplan")
         if planner is not None and hasattr(config, "inverse_dynamics"):
             find_preset(planner).check(config.inverse_dynamics)
+        if planner is not None and hasattr(config, "preset"):
+            config = dataclasses.replace(config, preset=planner)
         run = next(function for cls, function in COMMANDS.values() if type(config) is cls)
         run(config)
     except (ValueError, FileNotFoundError, FileExistsError) as error:

@@ -283,6 +283,7 @@ def evaluate_presets(config: RunConfig, models: RunModels) -> dict[str, list[Set
             planning=planning,
             device=config.device,
             threads=config.threads,
+            preset=name,
             overwrite=True,  # a rerun evaluates again
         )
         sections[name] = evaluate(sweep)

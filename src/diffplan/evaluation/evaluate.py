@@ -63,6 +63,8 @@ class EvaluateConfig:
     """First episode seed; also seeds the sampler."""
     planning: PlanningConfig = field(default_factory=PlanningConfig)
     """Sampler, backend, warm start, candidates and guidance of the planner."""
+    preset: str = "custom"
+    """The planner's name in results.json and the report: --planner NAME sets it to NAME."""
     weights: Literal["ema", "model"] = "ema"
     """Which weights of the diffusion checkpoint to plan with."""
     device: DeviceChoice = "auto"
@@ -173,7 +175,9 @@ def _evaluate(config: EvaluateConfig) -> list[SettingResult]:
         episodes = run_episodes(planner, env_id, seeds, progress=config.progress, description=label)
         seconds = time.perf_counter() - began
         metrics = summarize(episodes, data)
-        results.append(SettingResult(label, k, guided, episodes, metrics, seconds))
+        results.append(
+            SettingResult(label, k, guided, episodes, metrics, seconds, preset=config.preset)
+        )
         print(
             f"{label:<12} return {metrics.mean_return:8.1f} ± {metrics.std_return:6.1f}  "
             f"{metrics.percent_of_data:5.1f} % of data  falls {metrics.falls}/{metrics.episodes}"
