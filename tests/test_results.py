@@ -102,6 +102,19 @@ def test_report_command_merges_results_files(tmp_path: Path, capsys):
     assert "| custom | 7 | no | 3 |" in out.read_text()
 
 
+def test_report_by_k_puts_a_column_per_preset(tmp_path: Path):
+    write_run_report(
+        tmp_path, {"tracked": SWEEP, "bc": SWEEP[:1]}, DATA, timings={}, commands=["diffplan run"]
+    )
+    text = report_command(ReportConfig(results=(tmp_path,), by_k=True))
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| k | tracked | bc | seed report |"
+    k1 = rows[1].split(" | ")
+    assert k1[0] == "| 1" and k1[1].startswith("78.3 [") and k1[1].endswith("(1/3)")
+    assert k1[1] == k1[2] and k1[3] == "90.3 |"  # the same episodes in both columns
+    assert rows[2].startswith("| 7 | 91.7 [") and rows[2].endswith("(0/3) | — | 75.7 |")
+
+
 def test_bad_results_files_are_refused_with_one_line(tmp_path: Path):
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.json").write_text("{")
