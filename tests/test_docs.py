@@ -118,6 +118,6 @@ def test_readme_first_screen():
     assert len(text.encode()) <= 10_000
     first = "\n".join(text.splitlines()[:40])
     assert first.count("```bash") == 2
-    assert "<!-- results-table -->" in first or "| preset | k |" in first
+    assert "| k | tracked | report | bc | seed report |" in first and "| 7 guided |" in first
     for private in ("../shared", "/work/", "issue "):
         assert private not in text, private
