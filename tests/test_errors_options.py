@@ -107,6 +107,25 @@ def test_sampler_steps_beyond_the_model_are_refused(capsys, run: Path, tmp_path:
     assert "pass at most 5" in err
 
 
+def test_an_ensemble_that_no_window_can_use_is_refused(capsys, run, tmp_path) -> None:
+    err = cli_error(
+        capsys,
+        "evaluate",
+        "--diffusion",
+        str(run),
+        "--out",
+        str(tmp_path / "e"),
+        "--windows",
+        "2",
+        "3",
+        "--planning.temporal-ensemble",
+        "3",
+    )
+    assert "--planning.temporal-ensemble 3 applies at k = 1 only" in err
+    assert "the windows evaluated are [2, 3]" in err
+    assert not (tmp_path / "e").exists()
+
+
 def test_return_guidance_on_an_unconditioned_model_is_refused(capsys, run, tmp_path) -> None:
     err = cli_error(
         capsys,

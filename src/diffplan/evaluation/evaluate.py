@@ -84,6 +84,13 @@ class EvaluateConfig:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1 (or left out), got {self.threads}")
+        chosen = (*self.windows, *self.guided_windows)
+        if self.planning.temporal_ensemble > 1 and chosen and 1 not in chosen:
+            raise ValueError(
+                f"--planning.temporal-ensemble {self.planning.temporal_ensemble} applies at "
+                f"k = 1 only, and the windows evaluated are {sorted(set(chosen))}: add 1 to "
+                "--windows or --guided-windows, or leave the ensemble at 1"
+            )
 
 
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
