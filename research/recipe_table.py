@@ -21,22 +21,17 @@ from diffplan.evaluation.pooled import pool, read_metrics
 
 def source_rows(runs: Path, source: str, seeds: list[int]) -> list[str]:
     """Markdown rows of one source: BC, then the planner's settings."""
-    results = json.loads((runs / f"{source}-s{seeds[0]}" / "eval-heldout" / "results.json").read_text())
+    first = runs / f"{source}-s{seeds[0]}" / "eval-heldout"
+    results = json.loads((first / "results.json").read_text())
     data = results["dataset"]
-    title = (
-        f"{source} ({data['num_episodes']} episodes, mean return {data['mean_return']:.1f})"
-    )
+    title = f"{source} ({data['num_episodes']} episodes, mean return {data['mean_return']:.1f})"
     bc = pool({f"s{s}": read_metrics(runs / f"bc-{source}" / f"seed-{s}") for s in seeds})
-    planner = pool(
-        {f"s{s}": read_metrics(runs / f"{source}-s{s}" / "eval-heldout") for s in seeds}
-    )
+    planner = pool({f"s{s}": read_metrics(runs / f"{source}-s{s}" / "eval-heldout") for s in seeds})
     bc_mean = bc[0].mean_percent
     rows = []
     for i, setting in enumerate([*bc, *planner]):
-        cells = " | ".join(
-            f"{p:.1f} ({f}/{e})"
-            for p, f, e in zip(setting.percent_of_data, setting.falls, setting.episodes, strict=True)
-        )
+        runs_of = zip(setting.percent_of_data, setting.falls, setting.episodes, strict=True)
+        cells = " | ".join(f"{p:.1f} ({f}/{e})" for p, f, e in runs_of)
         ci = f"[{setting.ci_low:.1f}, {setting.ci_high:.1f}]" if setting.ci_low is not None else ""
         is_bc = i < len(bc)
         met = (
