@@ -25,8 +25,11 @@ from diffplan.baselines.command import BaselineConfig, baseline
 from diffplan.checkpoints import store as ckpt
 from diffplan.checkpoints.store import checkpoints
 from diffplan.collect import CollectConfig, collect
+from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.minari_format import read_minari_dir
+from diffplan.data.sources import load_dataset
 from diffplan.diffusion.backends import Backend
+from diffplan.envs import env_family
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
 from diffplan.evaluation.report import SettingResult, write_run_report
 from diffplan.outputs import output_folder
@@ -61,6 +64,10 @@ class RunConfig:
     task's packaged agent (Walker2d-v5's PPO expert; other tasks need --agent)."""
     env: str = DEFAULT_ENV
     """Gymnasium environment id (a task of diffplan/tasks.json, any version)."""
+    dataset: str | None = None
+    """Train on this dataset instead of collecting one: a directory written by `diffplan
+    collect` or `make-datasets`, a D4RL .hdf5 file or a Minari dataset id (its own env id
+    is used; --agent and --data-steps do not apply)."""
     data_steps: int = 200_000
     """Transitions to collect."""
     horizon: int | None = None
@@ -124,22 +131,25 @@ def run(config: RunConfig) -> None:
 
 
 def _run(config: RunConfig) -> None:
+    dataset = given_dataset(config)
+    if dataset is not None:
+        config = replace(config, env=dataset.env_id)
     task = task_for(config.env)
     config = replace(
         config.profile(),
-        agent=require_agent(config.agent, config.env),
+        agent=None if dataset is not None else require_agent(config.agent, config.env),
         horizon=task.horizon if config.horizon is None else config.horizon,
     )
     if config.quick:
         print("diffplan run --quick: a DEMO with tiny budgets; its scores mean nothing.")
-    if not config.agent.exists():
+    if config.agent is not None and not config.agent.exists():
         raise FileNotFoundError(
             f"--agent {config.agent}: no such agent; train one with "
             "`diffplan train-agent --out DIR` and pass --agent DIR"
         )
     began = time.perf_counter()
-    data = config.out / "data"
-    if not (data / "data" / "metadata.json").exists():
+    data = config.out / "data" if config.dataset is None else config.dataset
+    if dataset is None and not (data / "data" / "metadata.json").exists():
         collect(
             CollectConfig(
                 agent=config.agent,
@@ -219,16 +229,42 @@ def _run(config: RunConfig) -> None:
     report = write_run_report(
         config.out,
         sections,
-        read_minari_dir(data).info,
+        (dataset or read_minari_dir(data)).info,
         timings=timings,
         commands=[
-            shlex.join(["diffplan", "run", *["--quick"] * config.quick, "--out", str(config.out)])
+            shlex.join(
+                ["diffplan", "run", *["--quick"] * config.quick]
+                + ["--dataset", str(config.dataset)] * (config.dataset is not None)
+                + ["--out", str(config.out)]
+            )
         ],
         config=ckpt.jsonable(asdict(config)),
     )
     print(
         f"diffplan run finished in {(time.perf_counter() - began) / 60:.1f} min; report: {report}"
     )
+
+
+def given_dataset(config: RunConfig) -> TrajectoryDataset | None:
+    """The ``--dataset`` to train on (None: collect one); refuses options it conflicts with."""
+    if config.dataset is None:
+        return None
+    if config.agent is not None:
+        raise ValueError(
+            "--dataset and --agent both say where the data comes from; pass one of them"
+        )
+    dataset = load_dataset(config.dataset)
+    if dataset.env_id is None:
+        raise ValueError(
+            f"--dataset {config.dataset}: the data names no environment to plan in; use a "
+            "dataset written by `diffplan collect` or a Minari dataset"
+        )
+    if config.env != DEFAULT_ENV and env_family(config.env) != env_family(dataset.env_id):
+        raise ValueError(
+            f"--env {config.env} conflicts with --dataset {config.dataset}, collected in "
+            f"{dataset.env_id}; leave --env out (the dataset's environment is used)"
+        )
+    return dataset
 
 
 def behaviour_cloning(config: RunConfig, data: Path) -> dict[int, SettingResult]:
