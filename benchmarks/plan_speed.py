@@ -154,7 +154,7 @@ def flops_per_decision(generator, config: PlanningConfig, value_net) -> float:
     flops = counter.get_total_flops()
     if value_net is None:
         return flops
-    x = torch.zeros(config.candidates, generator.horizon, generator.normalizer.dim)
+    x = torch.zeros(planner.num_candidates, generator.horizon, generator.normalizer.dim)
     x.requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
         value_net(x, torch.zeros(len(x), dtype=torch.long)).sum().backward()

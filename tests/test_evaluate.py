@@ -19,7 +19,7 @@ from diffplan.data import TrajectoryDataset
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import SamplerConfig
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
-from diffplan.planning import ConsistencyConfig, GuideConfig, PlanningConfig, WarmStart
+from diffplan.planning import GuideConfig, PlanningConfig, WarmStart
 from diffplan.training import (
     OptimConfig,
     TrainConfig,
@@ -186,7 +186,7 @@ def test_evaluate_with_dynamics_models(tiny_runs, tmp_path):
             )
         )
     out = tmp_path / "eval"
-    planning = PlanningConfig(track_states=True, consistency=ConsistencyConfig(candidates=3))
+    planning = PlanningConfig(track_states=True, candidates=3)
     (result,) = evaluate(
         EvaluateConfig(
             diffusion=diffusion,

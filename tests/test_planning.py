@@ -142,15 +142,16 @@ def test_effective_window_and_candidate_options_are_checked():
         DiffusionPlanner(
             tiny_generator(), num_candidates=4, average=True, value_net=FirstActionValue()
         )
-    with pytest.raises(ValueError, match="average must be >= 1"):
-        PlanningConfig(average=0)
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        PlanningConfig(candidates=0)
 
 
 def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
     generator = tiny_generator()
     observations = np.random.default_rng(2).normal(size=(3, OBS)).astype(np.float32)
     sampler = SamplerConfig("ddim", 5)
-    planner = PlanningConfig(sampler=sampler, average=4).make_planner(generator, 1, seed=7)
+    mean = PlanningConfig(sampler=sampler, selection="mean", candidates=4)
+    planner = mean.make_planner(generator, 1, seed=7)
     assert planner.num_candidates == 4 and planner.average
     averaged = planner.plan(observations)
     candidates = generator.sample(
@@ -162,10 +163,6 @@ def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
     torch.testing.assert_close(averaged[:, 0, :OBS], torch.as_tensor(observations))
     # the candidates differ, so the mean is none of them
     assert (candidates[:, 0, 1:] - averaged[:, 1:]).abs().max() > 1e-3
-    guided = PlanningConfig(average=4, candidates=8).make_planner(
-        generator, 1, value_net=FirstActionValue()
-    )
-    assert guided.num_candidates == 8 and not guided.average
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.7, -0.5])

@@ -306,7 +306,7 @@ def evaluate_presets(config: RunConfig, models: RunModels) -> dict[str, list[Set
             planning = replace(
                 planning,
                 sampler=replace(planning.sampler, steps=steps),
-                candidates=min(planning.candidates, 8),
+                candidates=min(planning.selection_for(True, False)[1], 8),
             )
         sweep = EvaluateConfig(
             diffusion=models.diffusion,

@@ -33,6 +33,7 @@ from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
+from diffplan.planning.presets import find_preset
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 
 
@@ -84,12 +85,19 @@ class EvaluateConfig:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1 (or left out), got {self.threads}")
+        unguided = bool(self.windows) or not self.guided_windows
+        guided = bool(self.guided_windows) or self.value is not None
+        for kind in (False, True) if unguided and guided else (guided,):
+            self.planning.selection_for(kind, self.dynamics is not None)
         chosen = (*self.windows, *self.guided_windows)
-        if self.planning.temporal_ensemble > 1 and chosen and 1 not in chosen:
+        ensemble = self.planning.temporal_ensemble
+        # a preset's own ensemble applies where it can (k = 1) and nowhere else, by design
+        own = find_preset(self.preset).config().temporal_ensemble if self.preset != "custom" else 1
+        if ensemble > 1 and ensemble != own and chosen and 1 not in chosen:
             raise ValueError(
-                f"--planning.temporal-ensemble {self.planning.temporal_ensemble} applies at "
-                f"k = 1 only, and the windows evaluated are {sorted(set(chosen))}: add 1 to "
-                "--windows or --guided-windows, or leave the ensemble at 1"
+                f"--planning.temporal-ensemble {ensemble} applies at k = 1 only, and the "
+                f"windows evaluated are {sorted(set(chosen))}: add 1 to --windows or "
+                "--guided-windows, or leave the ensemble out"
             )
 
 
@@ -183,7 +191,16 @@ def _evaluate(config: EvaluateConfig) -> list[SettingResult]:
         seconds = time.perf_counter() - began
         metrics = summarize(episodes, data)
         results.append(
-            SettingResult(label, k, guided, episodes, metrics, seconds, preset=config.preset)
+            SettingResult(
+                label,
+                k,
+                guided,
+                episodes,
+                metrics,
+                seconds,
+                preset=config.preset,
+                temporal_ensemble=config.planning.ensemble_at(k),
+            )
         )
         print(
             f"{label:<12} return {metrics.mean_return:8.1f} ± {metrics.std_return:6.1f}  "
@@ -237,9 +254,10 @@ def _header(
         )
     if config.dynamics is not None:
         check = planning.consistency
+        _, count = planning.selection_for(False, True)
         text += (
             f" Candidates chosen for consistency with the forward model {config.dynamics} "
-            f"({check.candidates} per unguided decision; guided: the value "
+            f"({count} per unguided decision; guided: the value "
             f"network's best of the {check.keep:.0%} most consistent), "
             + (
                 "following each plan's states in it closed loop"
@@ -248,17 +266,18 @@ def _header(
             )
             + f" over {check.rows or 'the k'} transitions."
         )
-    elif planning.average > 1:
-        text += f" Unguided runs execute the mean of {planning.average} plans per decision."
+    elif planning.selection == "mean":
+        text += f" Unguided runs execute the mean of {planning.candidates} plans per decision."
     if planning.temporal_ensemble > 1:
         text += (
             f" At k = 1 each step's target is the mean of the last {planning.temporal_ensemble}"
             " plans' predictions for it"
             + (
-                f", the plan made j steps ago weighted exp(-{planning.ensemble_decay} j)."
+                f", the plan made j steps ago weighted exp(-{planning.ensemble_decay} j)"
                 if planning.ensemble_decay
-                else "."
+                else ""
             )
+            + "; settings at k > 1 replan without it."
         )
     if config.inverse_dynamics is not None:
         text += f" Executed actions from the inverse dynamics model {config.inverse_dynamics}"
@@ -274,7 +293,8 @@ def _header(
     if guided:
         guide = planning.guide
         text += (
-            f" Guided runs: {planning.candidates} candidates, scale {guide.scale}, "
+            f" Guided runs: {planning.selection_for(True, config.dynamics is not None)[1]} "
+            f"candidates, scale {guide.scale}, "
             f"{guide.n_guide_steps} guide steps, {guide.gradient_scaling} scaling, "
             f"t_stopgrad {guide.t_stopgrad}."
         )

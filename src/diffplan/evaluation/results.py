@@ -49,6 +49,8 @@ class SettingResult:
     seconds: float
     preset: str = "custom"
     """The planner preset evaluated ("custom": options given one by one)."""
+    temporal_ensemble: int = 1
+    """Plans whose predictions each step's target averages (1: the newest plan's)."""
 
 
 def versions() -> dict[str, str | None]:
@@ -71,6 +73,7 @@ def setting_record(result: SettingResult) -> dict[str, Any]:
         "preset": result.preset,
         "k": result.effective_window,
         "guided": result.guided,
+        "temporal_ensemble": result.temporal_ensemble,
         "seeds": [e.seed for e in result.episodes],
         "episodes": m.episodes,
         "mean_return": m.mean_return,

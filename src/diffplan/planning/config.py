@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from torch import nn
@@ -19,8 +20,6 @@ from diffplan.planning.planner import DiffusionPlanner, WarmStart
 class ConsistencyConfig:
     """Plan selection by a forward dynamics model (evaluate --dynamics)."""
 
-    candidates: int = 16
-    """Plans sampled per decision in unguided runs; the most consistent one runs."""
     keep: float = 0.25
     """Guided runs: the value network picks among this fraction of the candidates, the most
     consistent ones."""
@@ -31,6 +30,11 @@ class ConsistencyConfig:
     """With --planning.track-states: follow each candidate's states in the forward model with
     the inverse dynamics model's actions, closed loop, as the walker will, instead of
     checking each planned action one step at a time."""
+
+
+Selection = Literal["auto", "first", "mean", "value", "consistency"]
+DEFAULT_CANDIDATES = {"first": 1, "value": 64, "consistency": 16}
+"""Plans per decision of each selection when --planning.candidates is left out."""
 
 
 @dataclass
@@ -47,18 +51,24 @@ class PlanningConfig:
     on a CPU, eager on a GPU); all compute the same function."""
     warm_start: WarmStart = field(default_factory=WarmStart)
     """Replan from the last plan shifted by k, noised to a given step (off by default)."""
-    candidates: int = 64
-    """Plans sampled per decision in guided runs; the value network picks the best."""
-    average: int = 1
-    """Unguided runs without a forward model: plans sampled per decision whose mean runs
-    (1: one plan). The mean cancels the sampler's noise around the model's expected plan."""
+    candidates: int | None = None
+    """Plans sampled per decision for --planning.selection value, consistency or mean
+    (default: 64 for value, 16 for consistency; mean needs it). Unguided settings without
+    --dynamics sample one plan under auto."""
+    selection: Selection = "auto"
+    """What runs of the candidates: first (one plan), mean (their mean; experimental, it did
+    not help), value (the value network's best; with --dynamics among the
+    --planning.consistency.keep most consistent), consistency (the forward model's most
+    consistent). auto: value in guided settings, consistency with --dynamics, else first."""
     guide: GuideConfig = field(default_factory=GuideConfig)
     """Value guidance options (guided runs)."""
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     """Candidate selection by a forward dynamics model (used when one is given)."""
     temporal_ensemble: int = 1
-    """At k = 1: each step's target is the mean of what the last N plans predicted for it
-    (ACT's temporal ensembling; the planner still replans every step). 1: the newest plan's."""
+    """At k = 1 only: each step's target is the mean of what the last N plans predicted for
+    it (ACT's temporal ensembling; the planner still replans every step). 1: the newest
+    plan's. Settings at k > 1 replan plainly (each setting's record names the ensemble used);
+    given with windows that hold no 1 it is refused."""
     ensemble_decay: float = 0.0
     """Weights of that mean: the plan made j steps ago counts exp(-m j) (0: equal weights;
     > 0 trusts the newer plans more, < 0 the older ones)."""
@@ -83,12 +93,58 @@ class PlanningConfig:
             )
         if self.tracking_reach < 1:
             raise ValueError(f"--planning.tracking-reach must be >= 1, got {self.tracking_reach}")
-        if self.average < 1:
-            raise ValueError(f"--planning.average must be >= 1, got {self.average}")
+        if self.candidates is not None and self.candidates < 1:
+            raise ValueError(f"--planning.candidates must be >= 1, got {self.candidates}")
         if self.temporal_ensemble < 1:
             raise ValueError(
                 f"--planning.temporal-ensemble must be >= 1, got {self.temporal_ensemble}"
             )
+
+    def ensemble_at(self, effective_window: int) -> int:
+        """The temporal ensemble a setting at window ``effective_window`` uses (1: none)."""
+        return self.temporal_ensemble if effective_window == 1 else 1
+
+    def selection_for(self, guided: bool, dynamics: bool) -> tuple[str, int]:
+        """``(selection, candidates)`` of a setting with (``guided``) or without a value
+        network and with or without a forward model (``dynamics``); ValueError naming the
+        options for a combination that cannot run."""
+        chosen = self.selection
+        if chosen == "auto":
+            chosen = "value" if guided else "consistency" if dynamics else "first"
+        explicit = f"--planning.selection {self.selection}"
+        if guided and chosen != "value":
+            raise ValueError(
+                f"{explicit} does not apply to value-guided settings (--value with "
+                "--guided-windows), which choose by value: use value or auto"
+            )
+        if not guided and chosen == "value":
+            raise ValueError(
+                f"{explicit} needs a value network: give --value and only --guided-windows, "
+                "or choose first, mean, consistency or auto"
+            )
+        if chosen == "consistency" and not dynamics:
+            raise ValueError(
+                f"{explicit} needs a forward model: give --dynamics RUN, or choose first, "
+                "mean, value or auto"
+            )
+        if dynamics and chosen in ("first", "mean"):
+            raise ValueError(
+                f"{explicit} ignores the forward model of --dynamics: choose consistency or "
+                "auto, or leave --dynamics out"
+            )
+        count = self.candidates if self.candidates is not None else DEFAULT_CANDIDATES.get(chosen)
+        if chosen == "mean" and (count is None or count < 2):
+            raise ValueError(
+                f"{explicit} needs --planning.candidates N >= 2 (plans averaged), got {count}"
+            )
+        if chosen == "first":
+            if self.selection == "first" and self.candidates not in (None, 1):
+                raise ValueError(
+                    f"--planning.candidates {self.candidates} with --planning.selection first "
+                    "(one plan): choose mean, value or consistency, or leave the count out"
+                )
+            count = 1  # auto without a value network or forward model: one plan
+        return chosen, count
 
     def make_planner(
         self,
@@ -102,24 +158,15 @@ class PlanningConfig:
         action_high: np.ndarray | None = None,
         seed: int = 0,
     ) -> DiffusionPlanner:
-        """A planner at window ``k``: value-guided with candidates when ``value_net`` is given;
-        choosing consistent candidates with a forward model ``consistency``; else running
-        the mean of ``average`` plans; executing actions derived by ``inverse_dynamics``."""
-        guided = value_net is not None
-        if consistency is not None and self.average > 1:
-            raise ValueError(
-                "--planning.average and --dynamics both choose what runs from several plans; "
-                "use one of them"
-            )
-        average = not guided and self.average > 1
-        candidates = self.candidates if guided else self.average
-        if consistency is not None and not guided:
-            candidates = self.consistency.candidates
+        """A planner at window ``k`` choosing among candidates as :meth:`selection_for`
+        says: by ``value_net`` (guided), by a forward model ``consistency``, their mean, or
+        one plan; executing actions derived by ``inverse_dynamics``."""
+        selection, candidates = self.selection_for(value_net is not None, consistency is not None)
         return DiffusionPlanner(
             generator,
             effective_window=effective_window,
             num_candidates=candidates,
-            average=average,
+            average=selection == "mean",
             value_net=value_net,
             consistency=consistency,
             consistency_keep=self.consistency.keep,
@@ -138,7 +185,7 @@ class PlanningConfig:
             ),
             sampler=self.sampler,
             warm_start=self.warm_start,
-            temporal_ensemble=self.temporal_ensemble if effective_window == 1 else 1,
+            temporal_ensemble=self.ensemble_at(effective_window),
             ensemble_decay=self.ensemble_decay,
             action_low=action_low,
             action_high=action_high,
