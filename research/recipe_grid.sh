@@ -12,6 +12,7 @@ set -euo pipefail
 RUNS=$1; SAC=$2; TQC=$3
 export OMP_NUM_THREADS=1
 mkdir -p "$RUNS"
+resume() { [ -d "$1" ] && echo --resume || true; }  # continue a stopped training run
 declare -A AGENT=([ppo]="" [sac]=$SAC [tqc]=$TQC)
 for src in ppo tqc sac; do
   data=$RUNS/data-$src
@@ -20,8 +21,14 @@ for src in ppo tqc sac; do
   [ -f "$RUNS/bc-$src/pooled.json" ] || diffplan baseline --algo bc --dataset "$data" --seeds 0 1 2 --episodes 50 --seed 1000 --threads 1 --no-progress --out "$RUNS/bc-$src"
   for seed in 0 1 2; do
     run=$RUNS/$src-s$seed
-    [ -f "$run/diffusion.done" ] || { diffplan train --dataset "$data" --out "$run/diffusion" --threads 1 --seed $seed --no-progress $( [ -d "$run/diffusion" ] && echo --resume ) && touch "$run/diffusion.done"; }
-    [ -f "$run/inverse.done" ] || { diffplan train-dynamics --dataset "$data" --kind inverse --out "$run/inverse" --threads 1 --optim.steps 10000 --optim.batch-size 256 --optim.lr 1e-3 --optim.save-every 2500 --optim.ema-start 1000 --seed $seed --no-progress $( [ -d "$run/inverse" ] && echo --resume ) && touch "$run/inverse.done"; }
+    if [ ! -f "$run/diffusion.done" ]; then  # if-blocks: a failed step stops the script
+      diffplan train --dataset "$data" --out "$run/diffusion" --threads 1 --seed $seed --no-progress $(resume "$run/diffusion")
+      touch "$run/diffusion.done"
+    fi
+    if [ ! -f "$run/inverse.done" ]; then
+      diffplan train-dynamics --dataset "$data" --kind inverse --out "$run/inverse" --threads 1 --optim.steps 10000 --optim.batch-size 256 --optim.lr 1e-3 --optim.save-every 2500 --optim.ema-start 1000 --seed $seed --no-progress $(resume "$run/inverse")
+      touch "$run/inverse.done"
+    fi
     [ -f "$run/eval-heldout/results.json" ] || diffplan evaluate --diffusion "$run/diffusion" --inverse-dynamics "$run/inverse" --planner tracked --windows 1 4 7 --episodes 50 --seed 1000 --threads 1 --no-progress --out "$run/eval-heldout" --overwrite
   done
 done
