@@ -29,7 +29,7 @@ from diffplan.checkpoints import load_generator, load_value_network
 from diffplan.data import Normalizer
 from diffplan.diffusion import DDPMScheduler, SamplerConfig, TrajectoryGenerator
 from diffplan.models import TemporalUnet, ValueNetwork
-from diffplan.planning import GuideConfig, PlanningConfig, WarmStart
+from diffplan.planning import ExperimentalPlanning, GuideConfig, PlanningConfig, WarmStart
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Options:
 
 # The report's planner: DDPM, 20 steps, eager, cold, 64 candidates, 2 guide steps.
 BASELINE = PlanningConfig(sampler=SamplerConfig("ddpm", 20), backend="eager")
-WARM = WarmStart(step=4, steps=2)
+WARM = ExperimentalPlanning(warm_start=WarmStart(step=4, steps=2))
 UNGUIDED = {
     "baseline: ddpm 20, eager": BASELINE,
     "ddpm 20, matrix": replace(BASELINE, backend="matrix"),
@@ -70,7 +70,7 @@ UNGUIDED = {
         BASELINE, sampler=SamplerConfig("dpm-solver++", 3), backend="hybrid"
     ),
     "dpm-solver++ 5, hybrid, warm 4/2": replace(
-        BASELINE, sampler=SamplerConfig("dpm-solver++", 5), backend="hybrid", warm_start=WARM
+        BASELINE, sampler=SamplerConfig("dpm-solver++", 5), backend="hybrid", experimental=WARM
     ),
 }
 FAST_GUIDED = replace(
@@ -84,10 +84,10 @@ GUIDED = {
     "guided dpm-solver++ 5, x64, 1 guide step, hybrid": FAST_GUIDED,
     "guided dpm-solver++ 5, x16, 1 guide step, hybrid": replace(FAST_GUIDED, candidates=16),
     "guided dpm-solver++ 5, x16, hybrid, warm 4/2": replace(
-        FAST_GUIDED, candidates=16, warm_start=WARM
+        FAST_GUIDED, candidates=16, experimental=WARM
     ),
     "guided dpm-solver++ 5, x8, hybrid, warm 4/2": replace(
-        FAST_GUIDED, candidates=8, warm_start=WARM
+        FAST_GUIDED, candidates=8, experimental=WARM
     ),
 }
 
@@ -158,7 +158,8 @@ def flops_per_decision(generator, config: PlanningConfig, value_net) -> float:
     x.requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
         value_net(x, torch.zeros(len(x), dtype=torch.long)).sum().backward()
-    start = config.warm_start.step  # the measured decision is warm where warm starts are on
+    # the measured decision is warm where warm starts are on
+    start = config.experimental.warm_start.step
     sampler = planner.warm_sampler() if start is not None else planner.sampler
     chain = generator.timesteps(sampler, start=start)
     guided_steps = sum(t >= config.guide.t_stopgrad for t in chain.tolist())

@@ -134,10 +134,10 @@ def test_return_guidance_on_an_unconditioned_model_is_refused(capsys, run, tmp_p
         str(run),
         "--out",
         str(tmp_path / "e"),
-        "--planning.returns.weight",
+        "--planning.experimental.returns.weight",
         "2",
     )
-    assert "--planning.returns.* (" in err
+    assert "--planning.experimental.returns.* (" in err
     assert "trained without return conditioning" in err
     assert "--returns.enabled" in err
 

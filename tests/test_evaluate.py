@@ -19,7 +19,7 @@ from diffplan.data import TrajectoryDataset
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import SamplerConfig
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
-from diffplan.planning import GuideConfig, PlanningConfig, WarmStart
+from diffplan.planning import ExperimentalPlanning, GuideConfig, PlanningConfig, WarmStart
 from diffplan.training import (
     OptimConfig,
     TrainConfig,
@@ -145,7 +145,9 @@ def test_evaluate_runs_the_fast_planner_options(tiny_runs, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     diffusion, _ = tiny_runs
     planning = PlanningConfig(
-        sampler=SamplerConfig("dpm-solver++", 3), backend="onnx", warm_start=WarmStart(2, 1)
+        sampler=SamplerConfig("dpm-solver++", 3),
+        backend="onnx",
+        experimental=ExperimentalPlanning(warm_start=WarmStart(2, 1)),
     )
     config = EvaluateConfig(
         diffusion=diffusion,

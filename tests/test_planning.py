@@ -15,7 +15,7 @@ from diffplan.diffusion.ddpm import DDPMScheduler
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
 from diffplan.models import TemporalUnet, ValueNetwork
 from diffplan.models.flat import FlatValueNetwork
-from diffplan.planning.config import PlanningConfig
+from diffplan.planning.config import ExperimentalPlanning, PlanningConfig
 from diffplan.planning.guides import GuideConfig, ValueGuide
 from diffplan.planning.planner import DiffusionPlanner, WarmStart
 
@@ -167,9 +167,9 @@ def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
 
 @pytest.mark.parametrize("decay", [0.0, 0.7, -0.5])
 def test_temporal_ensembling_runs_the_weighted_mean_of_the_planned_actions(decay):
-    planner = PlanningConfig(temporal_ensemble=4, ensemble_decay=decay).make_planner(
-        tiny_generator(), 1, seed=2
-    )
+    planner = PlanningConfig(
+        temporal_ensemble=4, experimental=ExperimentalPlanning(ensemble_decay=decay)
+    ).make_planner(tiny_generator(), 1, seed=2)
     planner.reset(3)
     observations = np.random.default_rng(3).normal(size=(3, OBS)).astype(np.float32)
     plans = []

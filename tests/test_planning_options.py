@@ -70,3 +70,15 @@ def test_a_presets_ensemble_applies_at_k_1_and_an_explicit_one_needs_k_1() -> No
     other = PlanningConfig(track_states=True, temporal_ensemble=3)
     with pytest.raises(ValueError, match="temporal-ensemble 3 applies at k = 1"):
         EvaluateConfig(Path("d"), windows=(7,), planning=other, preset="tracked").validate()
+
+
+def test_evaluate_help_shows_the_experimental_group(capsys) -> None:
+    from diffplan.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    assert "planning.experimental options" in text
+    for flag in ("warm-start.step", "ensemble-decay", "returns.target"):
+        assert f"--planning.experimental.{flag}" in text
+        assert f"--planning.{flag}" not in text

@@ -142,8 +142,9 @@ def load_diffusion(
     conditioned = bool(meta.architecture.get("returns_condition"))
     if not conditioned and returns not in (None, ReturnGuidanceConfig()):
         raise ValueError(
-            f"--planning.returns.* ({returns}) given, but {path} was trained without return "
-            "conditioning; drop those options or train a model with --returns.enabled"
+            f"--planning.experimental.returns.* ({returns}) given, but {path} was trained "
+            "without return conditioning; drop those options or train a model with "
+            "--returns.enabled"
         )
     if conditioned:
         returns = returns or ReturnGuidanceConfig()

@@ -118,7 +118,7 @@ def _evaluate(config: EvaluateConfig) -> list[SettingResult]:
         device=device,
         weights=config.weights,
         backend=config.planning.backend,
-        returns=config.planning.returns,
+        returns=config.planning.experimental.returns,
     )
     meta = diffusion.meta
     generator.timesteps(config.planning.sampler)  # refuses more steps than the model has
@@ -237,7 +237,7 @@ def _header(
 ) -> str:
     last = config.seed + config.episodes - 1
     planning = config.planning
-    sampler, warm = planning.sampler, planning.warm_start
+    sampler, warm = planning.sampler, planning.experimental.warm_start
     text = (
         f"# Planning with {config.diffusion} (H = {horizon})\n\n"
         f"{config.episodes} episodes per setting, seeds {config.seed} to {last}. "
@@ -247,7 +247,7 @@ def _header(
         text += f", warm start from step {warm.step} ({warm.steps or 'sampler'} steps)"
     text += "."
     if conditioned:
-        returns = planning.returns
+        returns = planning.experimental.returns
         text += (
             f" Return-conditioned model: classifier-free guidance toward return {returns.target}"
             f" (dataset scale -1..1), weight {returns.weight}."
@@ -269,14 +269,11 @@ def _header(
     elif planning.selection == "mean":
         text += f" Unguided runs execute the mean of {planning.candidates} plans per decision."
     if planning.temporal_ensemble > 1:
+        decay = planning.experimental.ensemble_decay
         text += (
             f" At k = 1 each step's target is the mean of the last {planning.temporal_ensemble}"
             " plans' predictions for it"
-            + (
-                f", the plan made j steps ago weighted exp(-{planning.ensemble_decay} j)"
-                if planning.ensemble_decay
-                else ""
-            )
+            + (f", the plan made j steps ago weighted exp(-{decay} j)" if decay else "")
             + "; settings at k > 1 replan without it."
         )
     if config.inverse_dynamics is not None:

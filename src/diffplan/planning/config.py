@@ -32,6 +32,20 @@ class ConsistencyConfig:
     checking each planned action one step at a time."""
 
 
+@dataclass
+class ExperimentalPlanning:
+    """Experimental: options measured not to help (docs/notes/README.md; so is
+    --planning.selection mean), kept working for experiments."""
+
+    warm_start: WarmStart = field(default_factory=WarmStart)
+    """Replan from the last plan shifted by k, noised to a given step (off by default)."""
+    ensemble_decay: float = 0.0
+    """Weights of the temporal ensemble's mean: the plan made j steps ago counts exp(-m j)
+    (0: equal weights; > 0 trusts the newer plans more, < 0 the older ones)."""
+    returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
+    """Classifier-free guidance toward a target return (return-conditioned models only)."""
+
+
 Selection = Literal["auto", "first", "mean", "value", "consistency"]
 DEFAULT_CANDIDATES = {"first": 1, "value": 64, "consistency": 16}
 """Plans per decision of each selection when --planning.candidates is left out."""
@@ -49,8 +63,6 @@ class PlanningConfig:
     """How the denoiser runs: eager PyTorch, matrix (its matrix-product copy), ONNX Runtime
     (CPU), hybrid (CPU: ONNX Runtime up to 4 windows, the matrix copy above), or auto (hybrid
     on a CPU, eager on a GPU); all compute the same function."""
-    warm_start: WarmStart = field(default_factory=WarmStart)
-    """Replan from the last plan shifted by k, noised to a given step (off by default)."""
     candidates: int | None = None
     """Plans sampled per decision for --planning.selection value, consistency or mean
     (default: 64 for value, 16 for consistency; mean needs it). Unguided settings without
@@ -69,9 +81,6 @@ class PlanningConfig:
     it (ACT's temporal ensembling; the planner still replans every step). 1: the newest
     plan's. Settings at k > 1 replan plainly (each setting's record names the ensemble used);
     given with windows that hold no 1 it is refused."""
-    ensemble_decay: float = 0.0
-    """Weights of that mean: the plan made j steps ago counts exp(-m j) (0: equal weights;
-    > 0 trusts the newer plans more, < 0 the older ones)."""
     track_states: bool = False
     """With an inverse dynamics model (evaluate --inverse-dynamics): derive each action from
     the real current state and the next planned state (feedback), not from the plan alone."""
@@ -83,8 +92,8 @@ class PlanningConfig:
     """With --planning.track-states: aim each action at the planned state this many steps
     ahead (fewer near the plan's end); above 1 needs an inverse model trained with at least
     that --reach (diffplan train-dynamics --kind inverse --reach M)."""
-    returns: ReturnGuidanceConfig = field(default_factory=ReturnGuidanceConfig)
-    """Classifier-free guidance toward a target return (return-conditioned models only)."""
+    experimental: ExperimentalPlanning = field(default_factory=ExperimentalPlanning)
+    """Options measured not to help (docs/notes/README.md), kept for experiments."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.tracking_gain <= 1:
@@ -184,9 +193,9 @@ class PlanningConfig:
                 else None
             ),
             sampler=self.sampler,
-            warm_start=self.warm_start,
+            warm_start=self.experimental.warm_start,
             temporal_ensemble=self.ensemble_at(effective_window),
-            ensemble_decay=self.ensemble_decay,
+            ensemble_decay=self.experimental.ensemble_decay,
             action_low=action_low,
             action_high=action_high,
             seed=seed,

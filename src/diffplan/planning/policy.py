@@ -48,7 +48,10 @@ class Planner:
         planning = chosen.config()
         where = resolve_device(device)
         generator, diffusion = load_diffusion(
-            run / "diffusion", device=where, backend=planning.backend, returns=planning.returns
+            run / "diffusion",
+            device=where,
+            backend=planning.backend,
+            returns=planning.experimental.returns,
         )
         env_id = DatasetInfo(**diffusion.meta.dataset).env_id
         if env_id is None:

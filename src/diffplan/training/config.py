@@ -43,7 +43,7 @@ class ReturnConditionConfig:
 
     enabled: bool = False
     """Condition the denoiser on each window's return-to-go (evaluate then guides toward a
-    target return: --planning.returns.*)."""
+    target return: --planning.experimental.returns.*)."""
     dropout: float = 0.25
     """Probability that a training window's return is dropped (the unconditional model)."""
     discount: float = 0.99
