@@ -92,34 +92,20 @@ def test_collect_env_checked_before_the_rollout(capsys, tmp_path: Path, env: str
     assert not (tmp_path / "d").exists()
 
 
+def evaluate_error(capsys, run: Path, out: Path, *options: str) -> str:
+    """The one-line error of ``diffplan evaluate`` on the tiny ``run`` with ``options``."""
+    return cli_error(capsys, "evaluate", "--diffusion", str(run), "--out", str(out), *options)
+
+
 def test_sampler_steps_beyond_the_model_are_refused(capsys, run: Path, tmp_path: Path) -> None:
-    err = cli_error(
-        capsys,
-        "evaluate",
-        "--diffusion",
-        str(run),
-        "--out",
-        str(tmp_path / "e"),
-        "--planning.sampler.steps",
-        "1000",
-    )
+    err = evaluate_error(capsys, run, tmp_path / "e", "--planning.sampler.steps", "1000")
     assert "--planning.sampler.steps 1000 exceeds the model's 5 diffusion steps" in err
     assert "pass at most 5" in err
 
 
 def test_an_ensemble_that_no_window_can_use_is_refused(capsys, run, tmp_path) -> None:
-    err = cli_error(
-        capsys,
-        "evaluate",
-        "--diffusion",
-        str(run),
-        "--out",
-        str(tmp_path / "e"),
-        "--windows",
-        "2",
-        "3",
-        "--planning.temporal-ensemble",
-        "3",
+    err = evaluate_error(
+        capsys, run, tmp_path / "e", "--windows", "2", "3", "--planning.temporal-ensemble", "3"
     )
     assert "--planning.temporal-ensemble 3 applies at k = 1 only" in err
     assert "the windows evaluated are [2, 3]" in err
@@ -127,16 +113,7 @@ def test_an_ensemble_that_no_window_can_use_is_refused(capsys, run, tmp_path) ->
 
 
 def test_return_guidance_on_an_unconditioned_model_is_refused(capsys, run, tmp_path) -> None:
-    err = cli_error(
-        capsys,
-        "evaluate",
-        "--diffusion",
-        str(run),
-        "--out",
-        str(tmp_path / "e"),
-        "--planning.experimental.returns.weight",
-        "2",
-    )
+    err = evaluate_error(capsys, run, tmp_path / "e", "--planning.experimental.returns.weight", "2")
     assert "--planning.experimental.returns.* (" in err
     assert "trained without return conditioning" in err
     assert "--returns.enabled" in err

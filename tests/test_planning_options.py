@@ -65,6 +65,8 @@ def test_a_presets_ensemble_applies_at_k_1_and_an_explicit_one_needs_k_1() -> No
     assert (tracked.ensemble_at(1), tracked.ensemble_at(7)) == (7, 1)
     # the preset's own ensemble, at windows without 1: plain replanning, recorded per setting
     EvaluateConfig(Path("d"), windows=(7,), planning=tracked, preset="tracked").validate()
+    # --preset is also a free label for results.json: one that names no preset is accepted
+    EvaluateConfig(Path("d"), windows=(7,), preset="my-label").validate()
     with pytest.raises(ValueError, match="temporal-ensemble 7 applies at k = 1"):
         EvaluateConfig(Path("d"), windows=(7,), planning=tracked).validate()
     other = PlanningConfig(track_states=True, temporal_ensemble=3)

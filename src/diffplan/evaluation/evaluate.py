@@ -33,7 +33,7 @@ from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
-from diffplan.planning.presets import find_preset
+from diffplan.planning.presets import presets
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 
 
@@ -91,14 +91,18 @@ class EvaluateConfig:
             self.planning.selection_for(kind, self.dynamics is not None)
         chosen = (*self.windows, *self.guided_windows)
         ensemble = self.planning.temporal_ensemble
-        # a preset's own ensemble applies where it can (k = 1) and nowhere else, by design
-        own = find_preset(self.preset).config().temporal_ensemble if self.preset != "custom" else 1
-        if ensemble > 1 and ensemble != own and chosen and 1 not in chosen:
+        if ensemble > 1 and chosen and 1 not in chosen and ensemble != self._presets_ensemble():
             raise ValueError(
                 f"--planning.temporal-ensemble {ensemble} applies at k = 1 only, and the "
                 f"windows evaluated are {sorted(set(chosen))}: add 1 to --windows or "
                 "--guided-windows, or leave the ensemble out"
             )
+
+    def _presets_ensemble(self) -> int:
+        """The temporal ensemble of the preset named by --preset (1 for a label that names
+        none): a preset's own ensemble applies where it can (k = 1), by design."""
+        preset = presets().get(self.preset)
+        return preset.config().temporal_ensemble if preset is not None else 1
 
 
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
