@@ -82,12 +82,19 @@ def training_process(config: RunOptions, command: str) -> Iterator[Process]:
     leaves the group at the end."""
     config.validate()
     process = start_process(config.device, config.threads)
+    if process.world_size == 1:
+        with output_folder(config.out, command, existing="reuse"):
+            yield process
+        return
     try:
         with output_folder(config.out, command, existing="reuse"):
             yield process
+        # Every rank waits here before the group goes: a rank that tears gloo down while its
+        # peer is still on the last collective aborts the peer ("terminate called without an
+        # active exception", rank 1 SIGABRT).
+        dist.barrier()
     finally:
-        if process.world_size > 1:
-            dist.destroy_process_group()
+        dist.destroy_process_group()
 
 
 def fit_targets(
