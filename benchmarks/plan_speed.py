@@ -154,13 +154,14 @@ def flops_per_decision(generator, config: PlanningConfig, value_net) -> float:
     flops = counter.get_total_flops()
     if value_net is None:
         return flops
-    x = torch.zeros(planner.num_candidates, generator.horizon, generator.normalizer.dim)
+    x = torch.zeros(planner.proposal.candidates, generator.horizon, generator.normalizer.dim)
     x.requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
         value_net(x, torch.zeros(len(x), dtype=torch.long)).sum().backward()
     # the measured decision is warm where warm starts are on
     start = config.experimental.warm_start.step
-    sampler = planner.warm_sampler() if start is not None else planner.sampler
+    proposal = planner.proposal
+    sampler = proposal.warm_sampler() if start is not None else proposal.sampler
     chain = generator.timesteps(sampler, start=start)
     guided_steps = sum(t >= config.guide.t_stopgrad for t in chain.tolist())
     return flops + config.guide.n_guide_steps * guided_steps * counter.get_total_flops()

@@ -15,7 +15,7 @@ from diffplan.data import Normalizer
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import DDPMScheduler, TrajectoryGenerator
 from diffplan.models import TemporalUnet
-from diffplan.planning import PlanningConfig
+from diffplan.planning import Execution, PlanningConfig, Proposal, Selection, Smoothing
 from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.training import OptimConfig, TrainDynamicsConfig, train_dynamics
@@ -132,7 +132,7 @@ def toy_generator(normalizer_run: Path) -> TrajectoryGenerator:
 def test_planner_executes_the_inverse_dynamics_actions(dynamics_runs, k):
     inverse = ActionsFromStates(dynamics_runs["inverse"])
     planner = DiffusionPlanner(
-        toy_generator(dynamics_runs["inverse"]), effective_window=k, inverse_dynamics=inverse
+        toy_generator(dynamics_runs["inverse"]), effective_window=k, execution=Execution(inverse)
     )
     observations = np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)
     planner.reset(2)
@@ -152,9 +152,7 @@ def test_tracking_derives_each_action_from_the_real_state(dynamics_runs, gain):
     planner = DiffusionPlanner(
         toy_generator(dynamics_runs["inverse"]),
         effective_window=3,
-        inverse_dynamics=inverse,
-        track_states=True,
-        tracking_gain=gain,
+        execution=Execution(inverse, track_states=True, gain=gain),
     )
     planner.reset(2)
     # the real states drift away from the plan: every action aims at the next planned state
@@ -176,18 +174,11 @@ def test_tracking_derives_each_action_from_the_real_state(dynamics_runs, gain):
             assert not np.allclose(action, full[:, 0].numpy(), atol=1e-3)
     assert planner.last_plans is plans  # no replan within the window
     with pytest.raises(ValueError, match="needs an inverse dynamics model"):
-        DiffusionPlanner(toy_generator(dynamics_runs["inverse"]), track_states=True)
+        Execution(track_states=True)
     with pytest.raises(ValueError, match=r"tracking gain must be in \[0, 1\], got 1\.5"):
-        DiffusionPlanner(
-            toy_generator(dynamics_runs["inverse"]),
-            inverse_dynamics=inverse,
-            track_states=True,
-            tracking_gain=1.5,
-        )
+        Execution(inverse, track_states=True, gain=1.5)
     with pytest.raises(ValueError, match=r"needs --planning\.track-states"):
-        DiffusionPlanner(
-            toy_generator(dynamics_runs["inverse"]), inverse_dynamics=inverse, tracking_gain=0.5
-        )
+        Execution(inverse, gain=0.5)
     with pytest.raises(ValueError, match=r"--planning\.tracking-gain must be in \[0, 1\]"):
         PlanningConfig(track_states=True, tracking_gain=-0.1)
 
@@ -198,10 +189,7 @@ def test_tracking_with_reach_aims_steps_ahead_until_the_plan_ends(dynamics_runs)
     planner = DiffusionPlanner(
         generator,
         effective_window=7,
-        inverse_dynamics=inverse,
-        track_states=True,
-        tracking_gain=0.5,
-        tracking_reach=2,
+        execution=Execution(inverse, track_states=True, gain=0.5, reach=2),
     )
     planner.reset(2)
     state = np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)
@@ -223,11 +211,11 @@ def test_tracking_with_reach_aims_steps_ahead_until_the_plan_ends(dynamics_runs)
     one_step = inverse.toward(now_t, one_ahead, torch.ones(2, dtype=torch.long))
     assert not np.allclose(actions[5], one_step.numpy(), atol=1e-3)
     for options, message in (
-        ({"tracking_reach": 3, "track_states": True}, r"tracking reach must be in 1\.\.2"),
-        ({"tracking_reach": 2}, r"needs --planning\.track-states"),
+        ({"reach": 3, "track_states": True}, r"tracking reach must be in 1\.\.2"),
+        ({"reach": 2}, r"needs --planning\.track-states"),
     ):
         with pytest.raises(ValueError, match=message):
-            DiffusionPlanner(generator, inverse_dynamics=inverse, **options)
+            Execution(inverse, **options)
     with pytest.raises(ValueError, match=r"--planning\.tracking-reach must be >= 1"):
         PlanningConfig(track_states=True, tracking_reach=0)
 
@@ -237,10 +225,8 @@ def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynam
     inverse = ActionsFromStates(dynamics_runs["inverse"])
     planner = DiffusionPlanner(
         toy_generator(dynamics_runs["inverse"]),
-        inverse_dynamics=inverse,
-        track_states=True,
-        temporal_ensemble=3,
-        tracking_gain=gain,
+        execution=Execution(inverse, track_states=True, gain=gain),
+        smoothing=Smoothing(3),
     )
     planner.reset(2)
     state = np.array([[1.0, 0.0], [0.0, -1.5]], np.float32)
@@ -260,7 +246,9 @@ def test_temporal_ensembling_tracks_the_mean_of_the_last_plans_predictions(dynam
     assert not torch.allclose(plans[3][:, 1], plans[4][:, 1])  # a new plan every step
     with pytest.raises(ValueError, match=r"needs --planning\.track-states"):
         DiffusionPlanner(
-            toy_generator(dynamics_runs["inverse"]), inverse_dynamics=inverse, temporal_ensemble=2
+            toy_generator(dynamics_runs["inverse"]),
+            execution=Execution(inverse),
+            smoothing=Smoothing(2),
         )
 
 
@@ -283,14 +271,13 @@ def test_candidates_are_chosen_for_consistency_then_value(dynamics_runs):
         def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return torch.tensor([1.0, 0.0, 2.0])  # values of candidates 0, 1, 2
 
-    def chosen(**options: object) -> int:
-        planner = DiffusionPlanner(generator, effective_window=3, num_candidates=3, **options)
-        return int(planner.select(candidates)[0])
+    def chosen(selection: Selection) -> int:
+        return int(selection.best(candidates, generator.normalizer, 3, Execution())[0])
 
-    assert chosen(consistency=forward) == 0
-    assert chosen(value_net=PreferCandidate2()) == 2
-    assert chosen(value_net=PreferCandidate2(), consistency=forward, consistency_keep=0.3) == 0
-    assert chosen(value_net=PreferCandidate2(), consistency=forward, consistency_keep=1.0) == 2
+    assert chosen(Selection("consistency", consistency=forward)) == 0
+    assert chosen(Selection("value", PreferCandidate2())) == 2
+    assert chosen(Selection("value", PreferCandidate2(), forward, keep=0.3)) == 0
+    assert chosen(Selection("value", PreferCandidate2(), forward, keep=1.0)) == 2
 
 
 def toy_plan(start: list[float], actions: np.ndarray) -> np.ndarray:
@@ -334,25 +321,27 @@ def test_planner_chooses_the_plan_it_can_track(dynamics_runs):
     )
     generator = toy_generator(dynamics_runs["forward"])
 
-    def chosen(**options: object) -> int:
+    def chosen(simulate_tracking: bool = False, gain: float = 1.0) -> int:
         planner = DiffusionPlanner(
             generator,
             effective_window=7,
-            num_candidates=2,
-            consistency=forward,
-            inverse_dynamics=inverse,
-            track_states=True,
-            **options,
+            proposal=Proposal(candidates=2),
+            selection=Selection("consistency", None, forward, simulate_tracking=simulate_tracking),
+            execution=Execution(inverse, track_states=True, gain=gain),
         )
-        return int(planner.select(candidates)[0])
+        best = planner.selection.best(candidates, generator.normalizer, 7, planner.execution)
+        return int(best[0])
 
     assert chosen() == 1  # one planned action at a time: the wrong actions look worse
     assert chosen(simulate_tracking=True) == 0
-    assert chosen(simulate_tracking=True, tracking_gain=0.5) == 0
+    assert chosen(simulate_tracking=True, gain=0.5) == 0
+    simulated = Selection("consistency", None, forward, simulate_tracking=True)
     with pytest.raises(ValueError, match="needs a forward dynamics model"):
-        DiffusionPlanner(generator, simulate_tracking=True, consistency=forward)
+        DiffusionPlanner(generator, proposal=Proposal(candidates=2), selection=simulated)
+    with pytest.raises(ValueError, match="needs a forward dynamics model"):
+        Selection("first", simulate_tracking=True)
     with pytest.raises(ValueError, match=r"consistency rows must be in 1\.\.7"):
-        DiffusionPlanner(generator, consistency=forward, consistency_rows=8)
+        DiffusionPlanner(generator, selection=Selection("consistency", None, forward, rows=8))
 
 
 def test_dynamics_checkpoints_are_checked(dynamics_runs, tiny_dataset, tmp_path):
@@ -367,6 +356,11 @@ def test_dynamics_checkpoints_are_checked(dynamics_runs, tiny_dataset, tmp_path)
         obs_dim=3,
     )
     with pytest.raises(ValueError, match="models observations of 2 and actions of 1 dims"):
-        DiffusionPlanner(walker_like, inverse_dynamics=ActionsFromStates(dynamics_runs["inverse"]))
-    with pytest.raises(ValueError, match="consistency_keep must be in"):
-        DiffusionPlanner(walker_like, consistency_keep=0.0)
+        DiffusionPlanner(
+            walker_like, execution=Execution(ActionsFromStates(dynamics_runs["inverse"]))
+        )
+    with pytest.raises(ValueError, match="models observations of 2 and actions of 1 dims"):
+        forward = ForwardConsistency(dynamics_runs["forward"])
+        DiffusionPlanner(walker_like, selection=Selection("consistency", consistency=forward))
+    with pytest.raises(ValueError, match=r"consistency keep must be in \(0, 1\]"):
+        Selection(keep=0.0)

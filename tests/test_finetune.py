@@ -33,7 +33,7 @@ from diffplan.finetune import (
     finetune,
 )
 from diffplan.finetune.command import Finetuner
-from diffplan.planning import DiffusionPlanner, PlanningConfig
+from diffplan.planning import DiffusionPlanner, Execution, PlanningConfig, Proposal
 from diffplan.training import (
     OptimConfig,
     TrainConfig,
@@ -134,9 +134,8 @@ def mean_return(diffusion: Path, seeds: list[int], k: int) -> float:
     planner = DiffusionPlanner(
         load_generator(diffusion),
         effective_window=k,
-        sampler=SamplerConfig("ddpm"),
-        action_low=-np.ones(2),
-        action_high=np.ones(2),
+        proposal=Proposal(SamplerConfig("ddpm")),
+        execution=Execution(action_low=-np.ones(2), action_high=np.ones(2)),
     )
     return float(np.mean([e.total_return for e in run_episodes(planner, ENV_ID, seeds)]))
 

@@ -16,8 +16,12 @@ from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
 from diffplan.models import TemporalUnet, ValueNetwork
 from diffplan.models.flat import FlatValueNetwork
 from diffplan.planning.config import ExperimentalPlanning, PlanningConfig
+from diffplan.planning.execution import Execution
 from diffplan.planning.guides import GuideConfig, ValueGuide
-from diffplan.planning.planner import DiffusionPlanner, WarmStart
+from diffplan.planning.planner import DiffusionPlanner
+from diffplan.planning.proposal import Proposal, WarmStart
+from diffplan.planning.selection import Selection
+from diffplan.planning.smoothing import Smoothing
 
 OBS, ACT, H = 3, 2, 8
 
@@ -80,8 +84,7 @@ def test_warm_started_replans_start_from_the_last_plan_shifted_by_k(k):
     planner = DiffusionPlanner(
         generator,
         effective_window=k,
-        sampler=SamplerConfig("ddim"),
-        warm_start=WarmStart(step=0, steps=1),
+        proposal=Proposal(SamplerConfig("ddim"), warm_start=WarmStart(step=0, steps=1)),
     )
     planner.reset(2)
     observations = np.zeros((2, OBS), np.float32)
@@ -107,9 +110,9 @@ def test_fast_backends_plan_like_eager(backend, horizon):
     for batch in (2, 5):  # the hybrid backend's two graphs (batch <= 4 and larger)
         observations = np.random.default_rng(batch).normal(size=(batch, OBS)).astype(np.float32)
         generator.set_backend("eager")
-        eager = DiffusionPlanner(generator, sampler=sampler, seed=4).plan(observations)
+        eager = DiffusionPlanner(generator, proposal=Proposal(sampler), seed=4).plan(observations)
         generator.set_backend(backend)
-        fast = DiffusionPlanner(generator, sampler=sampler, seed=4).plan(observations)
+        fast = DiffusionPlanner(generator, proposal=Proposal(sampler), seed=4).plan(observations)
         torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-4)
 
 
@@ -129,7 +132,7 @@ def test_guided_planning_on_fast_backends_equals_eager(backend):
         config.backend = name
         planner = config.make_planner(generator, 1, value_net=value, seed=5)
         plans[name] = planner.plan(observations)
-    assert isinstance(planner.guide.value_net, FlatValueNetwork)
+    assert isinstance(planner.proposal.guide.value_net, FlatValueNetwork)
     torch.testing.assert_close(plans[backend], plans["eager"], rtol=1e-4, atol=1e-4)
 
 
@@ -137,13 +140,15 @@ def test_effective_window_and_candidate_options_are_checked():
     with pytest.raises(ValueError, match=r"effective window must be in 1\.\.7"):
         DiffusionPlanner(tiny_generator(), effective_window=8)
     with pytest.raises(ValueError, match="need a value network"):
-        DiffusionPlanner(tiny_generator(), num_candidates=4)
-    with pytest.raises(ValueError, match="averaging the candidates excludes"):
-        DiffusionPlanner(
-            tiny_generator(), num_candidates=4, average=True, value_net=FirstActionValue()
-        )
+        DiffusionPlanner(tiny_generator(), proposal=Proposal(candidates=4))
+    with pytest.raises(ValueError, match="'mean' excludes choosing one plan"):
+        Selection("mean", value=FirstActionValue())
+    with pytest.raises(ValueError, match="selection by value needs a value network"):
+        Selection("value")
     with pytest.raises(ValueError, match="candidates must be >= 1"):
         PlanningConfig(candidates=0)
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        Proposal(candidates=0)
 
 
 def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
@@ -152,7 +157,7 @@ def test_averaged_plans_are_the_mean_of_the_candidates_from_the_state():
     sampler = SamplerConfig("ddim", 5)
     mean = PlanningConfig(sampler=sampler, selection="mean", candidates=4)
     planner = mean.make_planner(generator, 1, seed=7)
-    assert planner.num_candidates == 4 and planner.average
+    assert planner.proposal.candidates == 4 and planner.selection.rule == "mean"
     averaged = planner.plan(observations)
     candidates = generator.sample(
         np.repeat(observations, 4, axis=0),
@@ -185,24 +190,26 @@ def test_temporal_ensembling_runs_the_weighted_mean_of_the_planned_actions(decay
         if decay and step >= 1:  # unequal weights: not the plain mean
             assert not np.allclose(action, planned.mean(0).numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="needs k = 1"):
-        DiffusionPlanner(tiny_generator(), effective_window=2, temporal_ensemble=2)
+        DiffusionPlanner(tiny_generator(), effective_window=2, smoothing=Smoothing(2))
     with pytest.raises(ValueError, match=r"must be in 1\.\.7 plans"):
-        DiffusionPlanner(tiny_generator(), temporal_ensemble=8)
+        DiffusionPlanner(tiny_generator(), smoothing=Smoothing(8))
     with pytest.raises(ValueError, match="finite"):
-        DiffusionPlanner(tiny_generator(), temporal_ensemble=2, ensemble_decay=float("nan"))
+        DiffusionPlanner(tiny_generator(), smoothing=Smoothing(2, float("nan")))
     with pytest.raises(ValueError, match=r"decay must be a finite number >= -20 for 5 plans"):
-        DiffusionPlanner(tiny_generator(), temporal_ensemble=5, ensemble_decay=-21.0)
+        DiffusionPlanner(tiny_generator(), smoothing=Smoothing(5, -21.0))
     # the option applies at k = 1 only, so that one config serves a sweep of windows
     config = PlanningConfig(temporal_ensemble=4)
-    assert config.make_planner(tiny_generator(), 1).temporal_ensemble == 4
-    assert config.make_planner(tiny_generator(), 3).temporal_ensemble == 1
+    assert config.make_planner(tiny_generator(), 1).smoothing.plans == 4
+    assert config.make_planner(tiny_generator(), 3).smoothing.plans == 1
 
 
 def test_candidates_are_chosen_by_value():
     generator = tiny_generator()
     value = FirstActionValue()
-    best = DiffusionPlanner(generator, num_candidates=32, value_net=value, seed=3)
-    single = DiffusionPlanner(generator, num_candidates=1, seed=3)
+    best = DiffusionPlanner(
+        generator, proposal=Proposal(candidates=32), selection=Selection("value", value), seed=3
+    )
+    single = DiffusionPlanner(generator, seed=3)
     observations = np.zeros((6, OBS), np.float32)
     steps = torch.zeros(6, dtype=torch.long)
     score = lambda plans: value(generator.normalizer.normalize(plans), steps)  # noqa: E731
@@ -227,9 +234,8 @@ def test_value_selection_without_guide_steps_runs_the_best_unguided_sample():
 
 
 def test_actions_are_clipped_to_bounds():
-    planner = DiffusionPlanner(
-        tiny_generator(), action_low=np.full(ACT, -0.01), action_high=np.full(ACT, 0.01)
-    )
+    bounds = Execution(action_low=np.full(ACT, -0.01), action_high=np.full(ACT, 0.01))
+    planner = DiffusionPlanner(tiny_generator(), execution=bounds)
     planner.reset(3)
     actions = planner.act(np.ones((3, OBS), np.float32) * 4, np.arange(3))
     assert np.abs(actions).max() <= 0.01

@@ -27,8 +27,9 @@ def test_one_count_serves_every_selection() -> None:
         3,
     )
     guided = five.make_planner(tiny_generator(), 1, value_net=FirstActionValue())
-    assert guided.num_candidates == 5 and not guided.average
-    assert five.make_planner(tiny_generator(), 1).num_candidates == 1
+    assert (guided.proposal.candidates, guided.selection.rule) == (5, "value")
+    plain = five.make_planner(tiny_generator(), 1)
+    assert (plain.proposal.candidates, plain.selection.rule) == (1, "first")
 
 
 @pytest.mark.parametrize(

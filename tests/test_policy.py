@@ -17,7 +17,7 @@ def test_predict_returns_actions_within_bounds_for_one_and_a_batch(
     preset: str,
 ) -> None:
     planner = Planner.from_run(finished_run / "runs" / "main", preset=preset, k=1)
-    low, high = planner.planner.action_low, planner.planner.action_high
+    low, high = planner.planner.execution.action_low, planner.planner.execution.action_high
     rng = np.random.default_rng(0)
     one, state = planner.predict(rng.normal(size=17))
     assert state is None and one.shape == (6,)

@@ -8,12 +8,16 @@ from typing import Literal
 import numpy as np
 from torch import nn
 
-from diffplan.diffusion.backends import Backend, gradient_network
+from diffplan.diffusion.backends import Backend, build_denoiser, gradient_network
 from diffplan.diffusion.guidance import ReturnGuidanceConfig
 from diffplan.diffusion.sampling import SamplerConfig, TrajectoryGenerator
 from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
+from diffplan.planning.execution import Execution
 from diffplan.planning.guides import GuideConfig, ValueGuide
-from diffplan.planning.planner import DiffusionPlanner, WarmStart
+from diffplan.planning.planner import DiffusionPlanner
+from diffplan.planning.proposal import Proposal, WarmStart
+from diffplan.planning.selection import Selection
+from diffplan.planning.smoothing import Smoothing
 
 
 @dataclass
@@ -46,7 +50,7 @@ class ExperimentalPlanning:
     """Classifier-free guidance toward a target return (return-conditioned models only)."""
 
 
-Selection = Literal["auto", "first", "mean", "value", "consistency"]
+SelectionOption = Literal["auto", "first", "mean", "value", "consistency"]
 DEFAULT_CANDIDATES = {"first": 1, "value": 64, "consistency": 16}
 """Plans per decision of each selection when --planning.candidates is left out."""
 
@@ -67,7 +71,7 @@ class PlanningConfig:
     """Plans sampled per decision for --planning.selection value, consistency or mean
     (default: 64 for value, 16 for consistency; mean needs it). Unguided settings without
     --dynamics sample one plan under auto."""
-    selection: Selection = "auto"
+    selection: SelectionOption = "auto"
     """What runs of the candidates: first (one plan), mean (their mean; experimental, it did
     not help), value (the value network's best; with --dynamics among the
     --planning.consistency.keep most consistent), consistency (the forward model's most
@@ -170,33 +174,37 @@ class PlanningConfig:
         """A planner at window ``k`` choosing among candidates as :meth:`selection_for`
         says: by ``value_net`` (guided), by a forward model ``consistency``, their mean, or
         one plan; executing actions derived by ``inverse_dynamics``."""
-        selection, candidates = self.selection_for(value_net is not None, consistency is not None)
+        rule, candidates = self.selection_for(value_net is not None, consistency is not None)
+        if candidates == 1:
+            rule = "first"  # nothing to choose from
+        backend, device = generator.backend, generator.device
+        checked = consistency if rule in ("value", "consistency") else None
+        guide = None
+        if value_net is not None:
+            guide = ValueGuide(gradient_network(value_net, backend, device), self.guide)
         return DiffusionPlanner(
             generator,
             effective_window=effective_window,
-            num_candidates=candidates,
-            average=selection == "mean",
-            value_net=value_net,
-            consistency=consistency,
-            consistency_keep=self.consistency.keep,
-            consistency_rows=self.consistency.rows,
-            simulate_tracking=self.consistency.simulate_tracking,
-            inverse_dynamics=inverse_dynamics,
-            track_states=self.track_states,
-            tracking_gain=self.tracking_gain,
-            tracking_reach=self.tracking_reach,
-            guide=(
-                ValueGuide(
-                    gradient_network(value_net, generator.backend, generator.device), self.guide
-                )
-                if value_net is not None
-                else None
+            proposal=Proposal(self.sampler, candidates, guide, self.experimental.warm_start),
+            selection=Selection(
+                rule,  # type: ignore[arg-type]  # selection_for resolves "auto"
+                # candidates are scored without gradients, so on the generator's fast backend
+                value=build_denoiser(value_net, backend, device) if rule == "value" else None,
+                consistency=checked,
+                keep=self.consistency.keep,
+                rows=self.consistency.rows,
+                simulate_tracking=self.consistency.simulate_tracking and checked is not None,
             ),
-            sampler=self.sampler,
-            warm_start=self.experimental.warm_start,
-            temporal_ensemble=self.ensemble_at(effective_window),
-            ensemble_decay=self.experimental.ensemble_decay,
-            action_low=action_low,
-            action_high=action_high,
+            execution=Execution(
+                inverse_dynamics,
+                self.track_states,
+                self.tracking_gain,
+                self.tracking_reach,
+                action_low,
+                action_high,
+            ),
+            smoothing=Smoothing(
+                self.ensemble_at(effective_window), self.experimental.ensemble_decay
+            ),
             seed=seed,
         )

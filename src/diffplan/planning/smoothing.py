@@ -10,9 +10,25 @@ more, ``m < 0`` the older ones (ACT weights the oldest most).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """The temporal ensemble of a planner (``k = 1`` only)."""
+
+    plans: int = 1
+    """Plans averaged per step (1: the newest plan's target alone)."""
+    decay: float = 0.0
+    """Weight of the plan made ``j`` steps ago, ``exp(-decay j)``."""
+
+    def ensemble(self, horizon: int) -> TemporalEnsemble:
+        """The ensemble of plans of ``horizon`` rows (ValueError for a size or decay it
+        cannot take)."""
+        return TemporalEnsemble(self.plans, self.decay, horizon)
 
 
 class TemporalEnsemble:
