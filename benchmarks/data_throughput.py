@@ -20,7 +20,7 @@ import torch
 import tyro
 
 from diffplan.agents import load_agent
-from diffplan.collect import rollout
+from diffplan.collect import record_episodes
 from diffplan.data import TrajectoryDataset, WindowDataset, make_episode
 from diffplan.data.sources import load_dataset
 
@@ -64,7 +64,7 @@ def main(options: Options) -> None:
         agent = load_agent(options.agent, env)
         for num_envs in options.num_envs:
             began = time.perf_counter()
-            rollout(agent, "Walker2d-v5", steps=options.steps, num_envs=num_envs)
+            record_episodes(agent, "Walker2d-v5", steps=options.steps, num_envs=num_envs)
             rate = options.steps / (time.perf_counter() - began)
             print(
                 f"collect  num_envs={num_envs:>3}  {rate:8.0f} steps/s"

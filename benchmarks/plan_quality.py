@@ -23,8 +23,8 @@ from plan_speed import GUIDED, UNGUIDED
 
 from diffplan.checkpoints import load_diffusion, load_value_network
 from diffplan.data.episodes import DatasetInfo
+from diffplan.evaluation.closed_loop import run_episodes
 from diffplan.evaluation.metrics import summarize
-from diffplan.evaluation.rollout import run_episodes
 from diffplan.planning.dynamics import ActionsFromStates
 
 

@@ -24,17 +24,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+from diffplan.training.loading import load_generator
 from matplotlib.figure import Figure
 
 from diffplan.data.episodes import DatasetInfo
 from diffplan.data.normalizers import Normalizer
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import transitions
-from diffplan.evaluation.rollout import run_episodes
+from diffplan.evaluation.closed_loop import run_episodes
 from diffplan.planning import DiffusionPlanner, PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates
 from diffplan.training import checkpoint as ckpt
-from diffplan.training.loading import load_generator
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 import tyro
 
 from diffplan.agents import load_agent
-from diffplan.collect import rollout
+from diffplan.agents.experience import record_episodes
 
 SHARED_TQC = (
     Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def main(options: Options) -> None:
     agent = load_agent(options.agent, env)
     print(f"{options.agent}  {options.env}  {options.episodes} episodes, seed {options.seed}")
     for noise, sigma in SETTINGS:
-        episodes = rollout(
+        episodes = record_episodes(
             agent,
             options.env,
             episodes=options.episodes,

@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+from diffplan.training.loading import load_generator
 
 from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.normalizers import Normalizer
@@ -40,7 +41,6 @@ from diffplan.diffusion import TrajectoryGenerator
 from diffplan.planning import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.training import checkpoint as ckpt
-from diffplan.training.loading import load_generator
 
 VELOCITY_CLIP = 10.0  # gymnasium's MuJoCo locomotion observations clip velocities to this
 
@@ -87,7 +87,7 @@ def restorable_windows(
     return data[np.abs(velocities).max(axis=1) < VELOCITY_CLIP][:count]
 
 
-def rollout(
+def simulate(
     env: gym.Env, start: np.ndarray, steps: int, policy: Callable[[np.ndarray, int], np.ndarray]
 ) -> tuple[np.ndarray, bool]:
     """States ``(steps, obs_dim)`` reached from ``start`` taking ``policy(state, i)`` at step
@@ -102,8 +102,8 @@ def rollout(
 
 
 def replay(env: gym.Env, start: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, bool]:
-    """:func:`rollout` of ``actions (n, act_dim)``, open loop."""
-    return rollout(env, start, len(actions), lambda _, i: actions[i])
+    """:func:`simulate` of ``actions (n, act_dim)``, open loop."""
+    return simulate(env, start, len(actions), lambda _, i: actions[i])
 
 
 def main(options: Options) -> None:

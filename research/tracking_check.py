@@ -29,7 +29,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from plan_drift import restorable_windows, rollout  # this folder is on the path when run
+from diffplan.training.loading import load_generator, load_network
+from plan_drift import restorable_windows, simulate  # this folder is on the path when run
 from tqdm import tqdm
 
 from diffplan.data.normalizers import Normalizer
@@ -38,7 +39,6 @@ from diffplan.data.windows import transitions
 from diffplan.planning import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
 from diffplan.training import checkpoint as ckpt
-from diffplan.training.loading import load_generator, load_network
 
 
 @dataclass
@@ -81,7 +81,7 @@ def track(
         pair = torch.as_tensor(np.stack([state, targets[i]])[None], dtype=torch.float32)
         return np.clip(inverse(pair)[0, 0].numpy(), low, high)
 
-    return rollout(env, start, len(targets), follow)
+    return simulate(env, start, len(targets), follow)
 
 
 def main(options: Options) -> None:

@@ -90,12 +90,12 @@ def test_packaged_agent_loads_and_walks():
     import gymnasium as gym
 
     from diffplan.agents import PACKAGED_WALKER2D_AGENT, load_agent
-    from diffplan.agents.rollout import rollout
+    from diffplan.agents.experience import record_episodes
 
     card = (PACKAGED_WALKER2D_AGENT / "MODEL_CARD.md").read_text()
     assert "deterministic episodes" in card
     agent = load_agent(PACKAGED_WALKER2D_AGENT, gym.make("Walker2d-v5"))
-    (episode,) = rollout(agent, "Walker2d-v5", steps=300, noise="none", num_envs=1)
+    (episode,) = record_episodes(agent, "Walker2d-v5", steps=300, noise="none", num_envs=1)
     assert not episode.terminated and episode.total_return > 900  # ~4.4 reward per step
     with pytest.raises(ValueError, match="trained on Walker2d-v5, not a version of Hopper-v5"):
         load_agent(PACKAGED_WALKER2D_AGENT, gym.make("Hopper-v5"))

@@ -13,7 +13,7 @@ import pytest
 from conftest import agent_zip
 
 from diffplan.agents import AgentError, load_agent
-from diffplan.collect import CollectConfig, collect, rollout
+from diffplan.collect import CollectConfig, collect, record_episodes
 from diffplan.data.sources import load_dataset
 
 
@@ -64,16 +64,16 @@ def test_bad_agent_files(tmp_path, walker):
 def test_rollout_is_reproducible_and_seeded_per_episode(walker):
     agent = load_agent(agent_zip("sac"), walker)
     kwargs = {"noise": "gaussian", "sigma": 0.1}
-    first = rollout(agent, "Walker2d-v5", steps=400, num_envs=2, **kwargs)
-    again = rollout(agent, "Walker2d-v5", steps=400, num_envs=2, **kwargs)
-    alone = rollout(agent, "Walker2d-v5", steps=200, num_envs=1, **kwargs)
+    first = record_episodes(agent, "Walker2d-v5", steps=400, num_envs=2, **kwargs)
+    again = record_episodes(agent, "Walker2d-v5", steps=400, num_envs=2, **kwargs)
+    alone = record_episodes(agent, "Walker2d-v5", steps=200, num_envs=1, **kwargs)
     assert [e.seed for e in first] == [0, 1] and [len(e) for e in first] == [200, 200]
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a.actions, b.actions)
     # same reset seed and noise stream: equal until batch-size rounding has grown
     assert alone[0].seed == 0
     np.testing.assert_allclose(first[0].actions[:10], alone[0].actions[:10], atol=1e-4)
-    cut = rollout(agent, "Walker2d-v5", steps=1234, num_envs=3, noise="none")
+    cut = record_episodes(agent, "Walker2d-v5", steps=1234, num_envs=3, noise="none")
     assert sum(len(e) for e in cut) == 1234
     assert all(e.terminated or e.truncated for e in cut)
     assert [e.id for e in cut] == sorted(e.id for e in cut)
@@ -82,9 +82,9 @@ def test_rollout_is_reproducible_and_seeded_per_episode(walker):
 def test_rollout_option_errors(walker):
     agent = load_agent(agent_zip("sac"), walker)
     with pytest.raises(ValueError, match="exactly one of --steps and --episodes"):
-        rollout(agent, "Walker2d-v5")
+        record_episodes(agent, "Walker2d-v5")
     with pytest.raises(ValueError, match="--sigma must be > 0"):
-        rollout(agent, "Walker2d-v5", steps=10, noise="gaussian", sigma=0.0)
+        record_episodes(agent, "Walker2d-v5", steps=10, noise="gaussian", sigma=0.0)
 
 
 def test_collect_writes_a_dataset_with_provenance(tmp_path):

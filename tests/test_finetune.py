@@ -22,8 +22,8 @@ from diffplan.cli import main
 from diffplan.data import TrajectoryDataset, make_episode
 from diffplan.data.minari_format import write_minari_dir
 from diffplan.diffusion import SamplerConfig
+from diffplan.evaluation.closed_loop import run_episodes
 from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
-from diffplan.evaluation.rollout import run_episodes
 from diffplan.finetune import (
     ChainConfig,
     FinetuneConfig,

@@ -8,7 +8,7 @@ import pytest
 
 from diffplan.data import DatasetInfo
 from diffplan.evaluation import EpisodeResult, summarize
-from diffplan.evaluation.rollout import run_episodes
+from diffplan.evaluation.closed_loop import run_episodes
 
 DATA = DatasetInfo(
     env_id="Walker2d-v5",

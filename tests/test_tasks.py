@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED
 
 from diffplan.agents import load_agent
-from diffplan.collect import rollout
+from diffplan.collect import record_episodes
 from diffplan.data.episodes import reference_scores
 from diffplan.tasks import DEFAULT_ENV, find_task, require_agent, task_for, tasks
 
@@ -84,7 +84,7 @@ def test_collect_runs_each_task_with_its_agent(env_id):
     env = gym.make(env_id)
     agent = load_agent(mujoco_agent(env_id), env)
     env.close()
-    episodes = rollout(agent, env_id, steps=300, noise="none", num_envs=2)
+    episodes = record_episodes(agent, env_id, steps=300, noise="none", num_envs=2)
     assert sum(len(e) for e in episodes) == 300
     assert episodes[0].observations.shape[1] == task.obs_dim
     # the expert moves forward: positive reward per step on both tasks

@@ -21,7 +21,7 @@ import torch
 
 import diffplan
 from diffplan.agents import AgentLoader, agent_sha256, load_agent
-from diffplan.agents.rollout import DEFAULT_NOISE, DEFAULT_SIGMA, NoiseKind, rollout
+from diffplan.agents.experience import DEFAULT_NOISE, DEFAULT_SIGMA, NoiseKind, record_episodes
 from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.minari_format import minari_dataset_id, write_minari_dir
 from diffplan.envs import make_env
@@ -92,7 +92,7 @@ def collect_dataset(config: CollectConfig) -> TrajectoryDataset:
     )
     env.close()
     began = time.perf_counter()
-    episodes = rollout(
+    episodes = record_episodes(
         agent,
         config.env,
         steps=config.steps,

@@ -92,7 +92,7 @@ def _write(config: MakeDatasetsConfig, quality: str, dataset: TrajectoryDataset,
           f"{recipe['seconds']:.0f} s -> {path}")  # fmt: skip
 
 
-def _rollouts(config: MakeDatasetsConfig, quality: str, agent: Path, recipe: dict) -> None:
+def _record(config: MakeDatasetsConfig, quality: str, agent: Path, recipe: dict) -> None:
     began = time.perf_counter()
     dataset = collect_dataset(
         CollectConfig(out=dataset_dir(config, quality), agent=agent, env=config.env,
@@ -164,11 +164,11 @@ def make_datasets(config: MakeDatasetsConfig) -> list[Path]:
     todo = {q for q in wanted if not is_minari_dir(dataset_dir(config, q))}
     expert = require_agent(config.expert_agent, config.env)
     if "expert" in todo:
-        _rollouts(config, "expert", expert, {"how": "the expert agent's rollouts"})
+        _record(config, "expert", expert, {"how": "the expert agent's rollouts"})
     if todo & {"medium", "medium-replay"}:
         steps, snapshot, recipe = choose_medium(config, expert)
         if "medium" in todo:
-            _rollouts(config, "medium", snapshot / "agent", recipe)
+            _record(config, "medium", snapshot / "agent", recipe)
         if "medium-replay" in todo:
             began = time.perf_counter()
             episodes = replay_upto(Path(recipe["training_run"]), steps)

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import diffplan
+from diffplan.agents.experience import record_episodes
 from diffplan.agents.gaussian_mlp import (
     GaussianMLP,
     GaussianMLPSpec,
@@ -31,7 +32,6 @@ from diffplan.agents.gaussian_mlp import (
 )
 from diffplan.agents.loading import load_agent
 from diffplan.agents.replay import EpisodeRecorder, snapshot_dir, write_replay
-from diffplan.agents.rollout import rollout
 from diffplan.atomic import atomic_path, write_json
 from diffplan.data.episodes import Episode
 from diffplan.outputs import output_folder
@@ -149,7 +149,7 @@ def evaluate_agent(agent_path: Path, env_id: str, episodes: int) -> list[tuple[f
     env = gym.make(env_id)
     agent = load_agent(agent_path, env)
     env.close()
-    done = rollout(
+    done = record_episodes(
         agent, env_id, episodes=episodes, noise="none", seed=10_000, num_envs=min(episodes, 10)
     )
     return [(e.total_return, len(e), e.terminated) for e in done]

@@ -61,7 +61,7 @@ class BCConfig:
 class BCPolicy(nn.Module):
     """``observations (B, obs_dim)`` in the environment's units -> ``actions (B, act_dim)``.
 
-    Also a :class:`~diffplan.evaluation.rollout.Controller` (:meth:`reset`, :meth:`act`).
+    Also a :class:`~diffplan.evaluation.closed_loop.Controller` (:meth:`reset`, :meth:`act`).
     """
 
     def __init__(

@@ -30,10 +30,10 @@ from diffplan.baselines import bc, offline_rl
 from diffplan.checkpoints.store import jsonable
 from diffplan.data.episodes import DatasetInfo, TrajectoryDataset
 from diffplan.data.sources import load_dataset
+from diffplan.evaluation.closed_loop import Controller, run_episodes
 from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.pooled import pool, read_metrics, write_pooled
 from diffplan.evaluation.report import SettingResult, write_report
-from diffplan.evaluation.rollout import Controller, run_episodes
 from diffplan.outputs import output_folder
 from diffplan.runtime import DeviceChoice, git_revision
 

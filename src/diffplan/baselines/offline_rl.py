@@ -109,7 +109,7 @@ def mdp_dataset(dataset: TrajectoryDataset) -> Any:
 
 
 class D3rlpyPolicy:
-    """A trained d3rlpy algorithm as a :class:`~diffplan.evaluation.rollout.Controller`."""
+    """A trained d3rlpy algorithm as a :class:`~diffplan.evaluation.closed_loop.Controller`."""
 
     def __init__(self, algo: Any) -> None:
         self.algo = algo

@@ -25,9 +25,9 @@ from diffplan.checkpoints import store as ckpt
 from diffplan.checkpoints.loading import load_diffusion, load_network
 from diffplan.data.episodes import DatasetInfo
 from diffplan.diffusion.guidance import ClassifierFreeGuidance
+from diffplan.evaluation.closed_loop import run_episodes
 from diffplan.evaluation.metrics import summarize
 from diffplan.evaluation.report import SettingResult, write_report
-from diffplan.evaluation.rollout import run_episodes
 from diffplan.evaluation.video import record_episode
 from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig

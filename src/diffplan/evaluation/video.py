@@ -14,7 +14,7 @@ import numpy as np
 
 from diffplan.atomic import atomic_path
 from diffplan.envs import make_render_env
-from diffplan.evaluation.rollout import Controller
+from diffplan.evaluation.closed_loop import Controller
 
 
 def record_episode(

@@ -53,7 +53,7 @@ class _Slot:
         return episode
 
 
-def rollout(
+def record_episodes(
     agent: Agent,
     env_id: str,
     *,
