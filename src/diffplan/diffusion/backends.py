@@ -56,11 +56,38 @@ FLAT_MAX_HORIZON = 8
 windows up, slower than the channels-last one at H = 16 and 32)."""
 
 
+def _scaled_layer_norm_rule() -> Any:
+    """An ``onnxscript`` rewrite rule: ``LayerNormalization(x, ones) * scale + shift`` with
+    constant ``scale`` and ``shift`` -> ``LayerNormalization(x, scale, shift)``, one node
+    instead of three (ONNX Runtime broadcasts a scale and shift of ``x``'s trailing shape,
+    such as the flat copy's ``(G, C L / G)`` GroupNorm parameters)."""
+    from onnxscript.rewriter import pattern
+
+    class ScaledLayerNorm(pattern.RewriteRuleClassBase):
+        def pattern(self, op, x, ones, scale, shift):  # type: ignore[no-untyped-def]
+            normed = op.LayerNormalization(x, ones, _allow_other_attributes=True, _outputs=["n"])
+            return normed * scale + shift
+
+        def check(self, context, ones, scale, shift, **_):  # type: ignore[no-untyped-def]
+            result = pattern.MatchResult()
+            if any(v.const_value is None for v in (ones, scale, shift)):
+                return result.fail("scale, shift and the norm's own scale must be constants")
+            if not (ones.const_value.numpy() == 1).all():
+                return result.fail("the norm has a scale of its own")
+            return result
+
+        def rewrite(self, op, x, scale, shift, n, **_):  # type: ignore[no-untyped-def]
+            return op.LayerNormalization(x, scale, shift, **n.producer().attributes)
+
+    return ScaledLayerNorm.rule()
+
+
 def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
-    """An ONNX Runtime session of ``model`` with a dynamic batch size, on torch's threads."""
+    """An ONNX Runtime session of ``model`` with a dynamic batch size, on torch's threads;
+    the exported graph's scaled layer norms fused (:func:`_scaled_layer_norm_rule`)."""
     try:
         import onnxruntime
-        import onnxscript  # noqa: F401  (torch.onnx's exporter)
+        from onnxscript import rewriter  # torch.onnx's exporter
     except ImportError as error:
         raise ImportError(
             "the onnx and hybrid backends need onnxruntime, onnx and onnxscript: "
@@ -76,11 +103,12 @@ def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) 
             dynamo=True,
             verbose=False,
         )
+    graph = rewriter.rewrite(program.model_proto, [_scaled_layer_norm_rule()])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(
-        program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
 
 
