@@ -30,7 +30,7 @@ float tolerance).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -134,10 +134,11 @@ def _block(block: ConvBlock, length: int) -> nn.Sequential:
 
 
 class _Residual(nn.Module):
-    """A :class:`ResidualBlock` on flattened inputs at length ``L``; it takes the step
-    embedding after the projection's Mish (shared by all blocks). The step projection,
+    """A :class:`ResidualBlock` on flattened inputs at length ``L``. Its step projection,
     added before ``block2``'s convolution, is folded through it: ``(h + s) W + b`` is
-    ``h W + (s W + b)``, one product of ``h`` onto the projected term."""
+    ``h W + (s W + b)``, one product of ``h`` onto the step term ``s W + b``, which it
+    takes as an input; ``step_operator`` maps the step embedding after Mish to that term
+    (:class:`_StepTerms` computes the terms of all blocks in one product)."""
 
     def __init__(self, block: ResidualBlock, length: int) -> None:
         super().__init__()
@@ -149,15 +150,32 @@ class _Residual(nn.Module):
         linear = block.step_proj[1]
         step_weight = linear.weight.detach().t().repeat_interleave(length, dim=1)
         step_bias = linear.bias.detach().repeat_interleave(length)
-        self.step_weight = nn.Parameter(step_weight @ conv.weight, False)
-        self.step_bias = nn.Parameter(step_bias @ conv.weight + conv.bias, False)
+        self.step_operator = (step_weight @ conv.weight, step_bias @ conv.weight + conv.bias)
         self.skip: nn.Module = (
             nn.Identity() if isinstance(block.skip, nn.Identity) else FlatLinear(block.skip, length)
         )
 
-    def forward(self, x: torch.Tensor, mished: torch.Tensor) -> torch.Tensor:
-        step = torch.addmm(self.step_bias, mished, self.step_weight)
+    def forward(self, x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """``x (B, C_in L)`` and the step term ``(B, C_out L)`` -> ``(B, C_out L)``."""
         return self.block2(torch.addmm(step, self.block1(x), self.weight2)) + self.skip(x)
+
+
+class _StepTerms(nn.Module):
+    """The step terms of the residual blocks of ``network``, in the order they run, from
+    the step embedding after Mish: ``(B, E)`` -> one ``(B, C_i L_i)`` per block, as one
+    product."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        # modules() lists the blocks in the order they were built, which is the order they run
+        residuals = [module for module in network.modules() if isinstance(module, _Residual)]
+        weights, biases = zip(*(block.step_operator for block in residuals), strict=True)
+        self.weight = nn.Parameter(torch.cat(weights, dim=1), requires_grad=False)
+        self.bias = nn.Parameter(torch.cat(biases), requires_grad=False)
+        self.widths = [len(bias) for bias in biases]
+
+    def forward(self, mished: torch.Tensor) -> Iterator[torch.Tensor]:
+        return iter(torch.addmm(self.bias, mished, self.weight).split(self.widths, dim=1))
 
 
 class _Down(nn.Module):
@@ -169,8 +187,10 @@ class _Down(nn.Module):
             nn.Identity() if isinstance(level.down, nn.Identity) else FlatLinear(level.down, length)
         )
 
-    def forward(self, x: torch.Tensor, mished: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        skip = self.res2(self.res1(x, mished), mished)
+    def forward(
+        self, x: torch.Tensor, steps: Iterator[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.res2(self.res1(x, next(steps)), next(steps))
         return self.down(skip), skip
 
 
@@ -181,9 +201,11 @@ class _Up(nn.Module):
         self.res2 = _Residual(level.res2, length)
         self.up = FlatLinear(level.up, length)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor, mished: torch.Tensor) -> torch.Tensor:
-        h = self.res1(torch.cat([x, skip], dim=-1), mished)
-        return self.up(self.res2(h, mished))
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor, steps: Iterator[torch.Tensor]
+    ) -> torch.Tensor:
+        h = self.res1(torch.cat([x, skip], dim=-1), next(steps))
+        return self.up(self.res2(h, next(steps)))
 
 
 def _flat_down_path(levels: nn.ModuleList, length: int) -> tuple[nn.ModuleList, int]:
@@ -216,16 +238,17 @@ class FlatUnet(UnetCopy):
         self.ups = nn.ModuleList(ups)
         block, conv = unet.final
         self.final = nn.Sequential(_block(block, length), FlatLinear(conv, length))
+        self.step_terms = _StepTerms(self)
 
     def denoise(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        mished = F.mish(emb)
+        steps = self.step_terms(F.mish(emb))
         h, skips = _channel_major(x), []
         for level in self.downs:
-            h, skip = level(h, mished)
+            h, skip = level(h, steps)
             skips.append(skip)
-        h = self.mid2(self.mid1(h, mished), mished)
+        h = self.mid2(self.mid1(h, next(steps)), next(steps))
         for level in self.ups:
-            h = level(h, skips.pop(), mished)
+            h = level(h, skips.pop(), steps)
         return self.final(h).unflatten(1, (self.transition_dim, self.horizon)).transpose(1, 2)
 
 
@@ -239,6 +262,7 @@ class FlatValueNetwork(nn.Module):
         self.step_embed = copy.deepcopy(value.step_embed)
         self.downs, _ = _flat_down_path(value.downs, value.horizon)
         self.head = copy.deepcopy(value.head)  # reads the features channel major, as ours are
+        self.step_terms = _StepTerms(self)
         self.requires_grad_(False)
 
     @classmethod
@@ -249,7 +273,7 @@ class FlatValueNetwork(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         check_windows(x, self.horizon, self.transition_dim)
         emb = self.step_embed(t)
-        mished, h = F.mish(emb), _channel_major(x)
+        steps, h = self.step_terms(F.mish(emb)), _channel_major(x)
         for level in self.downs:
-            h, _ = level(h, mished)
+            h, _ = level(h, steps)
         return self.head(torch.cat([h, emb], dim=-1)).squeeze(-1)
