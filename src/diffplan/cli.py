@@ -14,18 +14,9 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from diffplan.agents.train_expert import TrainAgentConfig, train_agent
-from diffplan.baselines.command import BaselineConfig, baseline
-from diffplan.collect import CollectConfig, collect
+from diffplan.commands import JOB_COMMANDS
 from diffplan.config_file import HELP as CONFIG_FILE_HELP
 from diffplan.config_file import apply_config_file
-from diffplan.data.sources import InfoConfig, show_info
-from diffplan.evaluation.evaluate import EvaluateConfig, evaluate
-from diffplan.evaluation.pooled import PoolConfig, pool_command
-from diffplan.evaluation.results import ReportConfig, report_command
-from diffplan.evaluation.selection import SelectCheckpointConfig, select_checkpoint
-from diffplan.finetune import FinetuneConfig, finetune
-from diffplan.make_datasets import MakeDatasetsConfig, make_datasets
 from diffplan.planning.presets import (
     LIST_FLAG,
     PLANNER_HELP,
@@ -33,33 +24,11 @@ from diffplan.planning.presets import (
     find_preset,
     listing,
 )
-from diffplan.run import RunConfig, run
 from diffplan.sweep import SweepConfig, sweep
-from diffplan.training import (
-    TrainConfig,
-    TrainDynamicsConfig,
-    TrainValueConfig,
-    train,
-    train_dynamics,
-    train_value,
-)
 
-# name -> (options dataclass, function running it). Add new subcommands here.
+# name -> (options dataclass, function running it); new subcommands go in diffplan.commands.
 COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
-    "run": (RunConfig, run),
-    "train-agent": (TrainAgentConfig, train_agent),
-    "collect": (CollectConfig, collect),
-    "make-datasets": (MakeDatasetsConfig, make_datasets),
-    "info": (InfoConfig, show_info),
-    "train": (TrainConfig, train),
-    "train-value": (TrainValueConfig, train_value),
-    "train-dynamics": (TrainDynamicsConfig, train_dynamics),
-    "evaluate": (EvaluateConfig, evaluate),
-    "select-checkpoint": (SelectCheckpointConfig, select_checkpoint),
-    "baseline": (BaselineConfig, baseline),
-    "pool": (PoolConfig, pool_command),
-    "report": (ReportConfig, report_command),
-    "finetune": (FinetuneConfig, finetune),
+    **JOB_COMMANDS,
     "sweep": (SweepConfig, sweep),
 }
 

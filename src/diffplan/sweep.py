@@ -45,6 +45,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from diffplan.atomic import atomic_path, write_json
+from diffplan.commands import JOB_COMMANDS
 from diffplan.data.minari_format import read_minari_dir
 from diffplan.evaluation.results import read_results, results_table
 from diffplan.tasks import find_task
@@ -111,8 +112,6 @@ def _option_args(name: str, value: Any, variables: dict[str, str], where: str) -
 def read_grid(path: Path, out: Path | None) -> tuple[Path, list[Job]]:
     """The sweep folder and every job of the grid file ``path`` (ValueError naming the file
     and the problem when it is malformed)."""
-    from diffplan.cli import COMMANDS
-
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such grid file; see `diffplan sweep --help`")
     spec = yaml.safe_load(path.read_text())
@@ -134,8 +133,8 @@ def read_grid(path: Path, out: Path | None) -> tuple[Path, list[Job]]:
     for method, body in spec["methods"].items():
         where = f"{path}: method {method!r}"
         command = body.get("command") if isinstance(body, dict) else None
-        if command not in COMMANDS or command == "sweep":
-            known = ", ".join(c for c in COMMANDS if c != "sweep")
+        if command not in JOB_COMMANDS:
+            known = ", ".join(JOB_COMMANDS)
             raise ValueError(f"{where}: command {command!r} is not one of: {known}")
         options = body.get("options") or {}
         if "out" in options:
