@@ -82,17 +82,12 @@ def _scaled_layer_norm_rule() -> Any:
     return ScaledLayerNorm.rule()
 
 
-def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
-    """An ONNX Runtime session of ``model`` with a dynamic batch size, on torch's threads;
-    the exported graph's scaled layer norms fused (:func:`_scaled_layer_norm_rule`)."""
-    try:
-        import onnxruntime
-        from onnxscript import rewriter  # torch.onnx's exporter
-    except ImportError as error:
-        raise ImportError(
-            "the onnx and hybrid backends need onnxruntime, onnx and onnxscript: "
-            "pip install onnxruntime onnx onnxscript (or choose --planning.backend matrix)"
-        ) from error
+def onnx_graph(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
+    """The ``onnx.ModelProto`` the ONNX backends run: ``model`` exported by
+    ``torch.export`` with a dynamic batch size, its scaled layer norms fused
+    (:func:`_scaled_layer_norm_rule`). Needs ``onnxscript``."""
+    from onnxscript import rewriter
+
     with torch.no_grad():
         program = torch.onnx.export(
             model,
@@ -103,12 +98,24 @@ def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) 
             dynamo=True,
             verbose=False,
         )
-    graph = rewriter.rewrite(program.model_proto, [_scaled_layer_norm_rule()])
+    return rewriter.rewrite(program.model_proto, [_scaled_layer_norm_rule()])
+
+
+def _onnx_session(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
+    """An ONNX Runtime session of :func:`onnx_graph` on torch's threads."""
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch.onnx's exporter)
+    except ImportError as error:
+        raise ImportError(
+            "the onnx and hybrid backends need onnxruntime, onnx and onnxscript: "
+            "pip install onnxruntime onnx onnxscript (or choose --planning.backend matrix)"
+        ) from error
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(
-        graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        onnx_graph(model, example).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
 
 
