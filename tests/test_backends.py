@@ -1,4 +1,5 @@
-"""Every planning backend computes the eager network's function (to 1e-5), on maintained paths."""
+"""Every planning backend computes the eager network's function (to 1e-5), on maintained paths,
+through a lean graph."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import get_args
 import pytest
 import torch
 
-from diffplan.diffusion.backends import Backend, build_denoiser, resolve_backend
+from diffplan.diffusion.backends import (
+    Backend,
+    build_denoiser,
+    matrix_copy,
+    onnx_graph,
+    resolve_backend,
+)
 from diffplan.models import TemporalUnet
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "diffplan"
@@ -29,6 +36,26 @@ def test_every_backend_computes_the_eager_function(backend, horizon):
         for batch in (1, 4, 9):  # both sides of SMALL_BATCH, sizes other than the example's
             got, want = fast(x[:batch], t[:batch]), model(x[:batch], t[:batch])
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_onnx_graph_normalises_each_group_norm_in_one_node():
+    """ONNX Runtime's time grows with the node count (docs/PERFORMANCE.md): each GroupNorm
+    of the flat copy reaches it as one LayerNormalization with its scale and shift folded
+    in, and the copy's layout needs no transposes but at the window's way in and out."""
+    pytest.importorskip("onnxscript")
+    model = TemporalUnet(8, 5, dim=8, dim_mults=(1, 2)).eval()
+    example = (torch.zeros(2, 8, 5), torch.zeros(2, dtype=torch.long))
+    nodes = onnx_graph(matrix_copy(model), example).graph.node
+    norms = [node for node in nodes if node.op_type == "LayerNormalization"]
+    assert len(norms) == sum(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    assert all(len(node.input) == 3 for node in norms)  # x, scale, shift
+    normed = {node.output[0] for node in norms}
+    assert not [
+        node.op_type
+        for node in nodes
+        if normed & set(node.input) and node.op_type in ("Mul", "Add")
+    ]
+    assert sum(node.op_type == "Transpose" for node in nodes) == 2
 
 
 def test_no_warning_is_hidden_in_src():
