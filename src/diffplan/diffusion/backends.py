@@ -9,7 +9,9 @@ overhead, not arithmetic. A backend runs the same weights through a leaner graph
 - ``"matrix"``: a matrix-product copy of the U-Net (below; the U-Net itself where
   it has attention), run by eager PyTorch under ``inference_mode``.
 - ``"onnx"`` (CPU): ONNX Runtime running the same copy, exported by ``torch.export``
-  (``torch.onnx.export(dynamo=True)``, a few seconds). Needs the ``onnxruntime``,
+  (``torch.onnx.export(dynamo=True)``, a few seconds), its GroupNorms fused into one
+  node each by an ``onnxscript`` rewrite (ONNX Runtime's time at one window grows with
+  the node count, not the arithmetic: :func:`onnx_graph`). Needs the ``onnxruntime``,
   ``onnx`` and ``onnxscript`` packages.
 - ``"hybrid"`` (CPU): the fastest of those per batch size, ONNX Runtime up to
   ``SMALL_BATCH`` windows and eager PyTorch above.
