@@ -14,7 +14,8 @@ is one contiguous slice), and writes every linear layer as one matrix product:
 - ``GroupNorm`` is a layer norm of each group's slice, ``(B, G, C L / G)``, then the
   per-channel scale and shift (one ``LayerNormalization`` node in ONNX Runtime once
   ``diffusion/backends.py`` folds them in);
-- the step embedding's per-block projection is tiled over the ``L`` steps.
+- the step embedding's per-block projection is tiled over the ``L`` steps and folded
+  through the block's second convolution; all blocks' projections are one product.
 
 The windows ``(B, H, D)`` are transposed to ``(B, D, H)`` on the way in and back out.
 
@@ -143,14 +144,13 @@ class _Residual(nn.Module):
     def __init__(self, block: ResidualBlock, length: int) -> None:
         super().__init__()
         self.block1 = _block(block.block1, length)
-        conv, norm, _ = block.block2
-        conv = FlatLinear(conv, length)
-        self.weight2 = conv.weight
-        self.block2 = nn.Sequential(FlatGroupNorm(norm, length), nn.Mish())
+        conv2 = FlatLinear(block.block2[0], length)
+        self.weight2 = conv2.weight
+        self.block2 = nn.Sequential(FlatGroupNorm(block.block2[1], length), nn.Mish())
         linear = block.step_proj[1]
         step_weight = linear.weight.detach().t().repeat_interleave(length, dim=1)
         step_bias = linear.bias.detach().repeat_interleave(length)
-        self.step_operator = (step_weight @ conv.weight, step_bias @ conv.weight + conv.bias)
+        self.step_operator = (step_weight @ conv2.weight, step_bias @ conv2.weight + conv2.bias)
         self.skip: nn.Module = (
             nn.Identity() if isinstance(block.skip, nn.Identity) else FlatLinear(block.skip, length)
         )
