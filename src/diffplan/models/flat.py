@@ -123,12 +123,18 @@ class _MishFunction(torch.autograd.Function):
         return grad * slope
 
 
+MISH_MIN_SIZE = 4096
+"""Fewest elements :func:`mish` computes by its own terms (``F.mish`` is as fast at 4,096
+on one CPU thread and faster below, where the few more operators' overhead dominates)."""
+
+
 def mish(x: torch.Tensor) -> torch.Tensor:
     """``x tanh(softplus(x))`` from one sigmoid and a few products (:func:`_mish_terms`), for
     the copies' eager runs: at ``(64, 256)`` on one CPU thread the forward pass is 2x and
     forward + backward 1.7x faster than ``F.mish`` (docs/PERFORMANCE.md, run 7); ``F.mish``
-    when exported (one node; ONNX Runtime's time grows with the node count)."""
-    if torch.compiler.is_exporting():
+    below ``MISH_MIN_SIZE`` elements and when exported (one node; ONNX Runtime's time grows
+    with the node count)."""
+    if torch.compiler.is_exporting() or x.numel() < MISH_MIN_SIZE:
         return F.mish(x)
     if torch.is_grad_enabled() and x.requires_grad:
         return _MishFunction.apply(x)
