@@ -82,19 +82,18 @@ def training_process(config: RunOptions, command: str) -> Iterator[Process]:
     leaves the group at the end."""
     config.validate()
     process = start_process(config.device, config.threads)
-    if process.world_size == 1:
-        with output_folder(config.out, command, existing="reuse"):
-            yield process
-        return
+    distributed = process.world_size > 1
     try:
         with output_folder(config.out, command, existing="reuse"):
             yield process
-        # Every rank waits here before the group goes: a rank that tears gloo down while its
-        # peer is still on the last collective aborts the peer ("terminate called without an
-        # active exception", rank 1 SIGABRT).
-        dist.barrier()
+        if distributed:
+            # Every rank waits here before the group goes: a rank that tears gloo down while
+            # its peer is still on the last collective aborts the peer ("terminate called
+            # without an active exception", rank 1 SIGABRT).
+            dist.barrier()
     finally:
-        dist.destroy_process_group()
+        if distributed:
+            dist.destroy_process_group()
 
 
 def fit_targets(
