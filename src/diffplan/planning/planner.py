@@ -30,7 +30,7 @@ import torch
 from diffplan.diffusion.sampling import TrajectoryGenerator
 from diffplan.planning.execution import Execution
 from diffplan.planning.proposal import Proposal
-from diffplan.planning.selection import Selection
+from diffplan.planning.selection import SIMULATED_TRACKING_NEEDS, Selection
 from diffplan.planning.smoothing import Smoothing
 
 
@@ -88,10 +88,7 @@ class DiffusionPlanner:
                 f"got {selection.rows}"
             )
         if selection.simulate_tracking and not execution.track_states:
-            raise ValueError(
-                "simulating the tracking (--planning.consistency.simulate-tracking) needs a "
-                "forward dynamics model (--dynamics) and --planning.track-states"
-            )
+            raise ValueError(SIMULATED_TRACKING_NEEDS)
         if selection.simulate_tracking and execution.reach > 1:
             raise ValueError(
                 "simulated tracking follows plans one step at a time: it does not take a "

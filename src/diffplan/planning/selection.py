@@ -29,6 +29,10 @@ from diffplan.planning.execution import Execution
 Rule = Literal["first", "mean", "value", "consistency"]
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``(x (B, H, D) normalised, t (B,)) -> (B,)`` values."""
+SIMULATED_TRACKING_NEEDS = (
+    "simulating the tracking (--planning.consistency.simulate-tracking) needs a forward "
+    "dynamics model (--dynamics) and --planning.track-states"
+)
 
 
 @dataclass
@@ -63,10 +67,7 @@ class Selection:
         if self.rows is not None and self.rows < 1:
             raise ValueError(f"consistency rows must be >= 1, got {self.rows}")
         if self.simulate_tracking and self.consistency is None:
-            raise ValueError(
-                "simulating the tracking (--planning.consistency.simulate-tracking) needs a "
-                "forward dynamics model (--dynamics) and --planning.track-states"
-            )
+            raise ValueError(SIMULATED_TRACKING_NEEDS)
 
     def check(self, generator: TrajectoryGenerator) -> None:
         """Raise ValueError where the forward model's dimensions are not ``generator``'s."""
