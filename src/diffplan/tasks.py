@@ -52,6 +52,8 @@ class Task:
     termination_penalty: float
     diffuser_horizon: int
     agents: tuple[KnownAgent, ...]
+    published_d4rl: dict[str, dict[str, float]]
+    """Published D4RL scores (Diffuser's paper, D4RL -v2 data): method -> quality -> score."""
 
     @property
     def default_agent(self) -> Path | None:
@@ -85,6 +87,7 @@ def _task(family: str, row: dict) -> Task:
         termination_penalty=float(row["defaults"]["termination_penalty"]),
         diffuser_horizon=int(row["diffuser"]["horizon"]),
         agents=tuple(KnownAgent(**agent) for agent in row["agents"]),
+        published_d4rl={m: dict(q) for m, q in row.get("published_d4rl", {}).items()},
     )
 
 
