@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import cli_error
 
 from diffplan.cli import main
-from diffplan.planning.presets import apply_planner_flag, find_preset, presets
+from diffplan.evaluation.evaluate import EvaluateConfig, _preset_ensemble_within
+from diffplan.planning.presets import apply_planner_flag, find_preset, presets, within_horizon
 
 
 def test_every_preset_builds_a_planning_config() -> None:
@@ -16,6 +19,16 @@ def test_every_preset_builds_a_planning_config() -> None:
     tracked = find_preset("tracked").config()
     assert tracked.track_states and tracked.temporal_ensemble == 7 and tracked.candidates == 8
     assert find_preset("fast").config().sampler.steps == 5
+
+
+def test_a_presets_ensemble_is_cut_to_what_a_short_horizon_holds() -> None:
+    tracked = find_preset("tracked").config()
+    assert within_horizon(tracked, 8).temporal_ensemble == 7
+    assert within_horizon(tracked, 4).temporal_ensemble == 3  # HalfCheetah's H = 4
+    config = EvaluateConfig(diffusion=Path("run/diffusion"), planning=tracked, preset="tracked")
+    assert _preset_ensemble_within(config, 4).planning.temporal_ensemble == 3
+    by_hand = EvaluateConfig(diffusion=Path("run/diffusion"), planning=tracked)
+    assert _preset_ensemble_within(by_hand, 4).planning.temporal_ensemble == 7  # refused later
 
 
 def test_single_options_override_the_preset() -> None:

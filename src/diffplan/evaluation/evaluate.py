@@ -13,7 +13,7 @@ the first setting).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
-from diffplan.planning.presets import presets
+from diffplan.planning.presets import presets, within_horizon
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
 
 
@@ -105,6 +105,18 @@ class EvaluateConfig:
         return preset.config().temporal_ensemble if preset is not None else 1
 
 
+def _preset_ensemble_within(config: EvaluateConfig, horizon: int) -> EvaluateConfig:
+    """``config`` with its preset's temporal ensemble cut to what ``horizon`` holds
+    (:func:`~diffplan.planning.presets.within_horizon`); an ensemble given by hand is left
+    as it is (and refused when too long)."""
+    ensemble = config.planning.temporal_ensemble
+    if ensemble < horizon or ensemble != config._presets_ensemble():
+        return config
+    print(f"note      preset {config.preset}: temporal ensemble of {horizon - 1} plans, not "
+          f"{ensemble} (horizon {horizon} holds {horizon - 1})")  # fmt: skip
+    return replace(config, planning=within_horizon(config.planning, horizon))
+
+
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
     """Run ``diffplan evaluate`` (module docstring); returns the results per setting."""
     config.validate()
@@ -131,6 +143,7 @@ def _evaluate(config: EvaluateConfig) -> list[SettingResult]:
     if env_id is None:
         raise ValueError(f"{config.diffusion}: its dataset names no environment to evaluate in")
     horizon = generator.horizon
+    config = _preset_ensemble_within(config, horizon)
     windows = config.windows or (() if config.guided_windows else tuple(range(1, horizon)))
     guided_windows = config.guided_windows or ((horizon - 1,) if config.value else ())
     if guided_windows and config.value is None:

@@ -16,7 +16,7 @@ from diffplan.checkpoints.loading import load_diffusion, load_network
 from diffplan.data.episodes import DatasetInfo
 from diffplan.planning.dynamics import ActionsFromStates
 from diffplan.planning.planner import DiffusionPlanner
-from diffplan.planning.presets import DEFAULT_PRESET, find_preset
+from diffplan.planning.presets import DEFAULT_PRESET, find_preset, within_horizon
 from diffplan.runtime import DeviceChoice, resolve_device
 
 
@@ -56,6 +56,7 @@ class Planner:
         env_id = DatasetInfo(**diffusion.meta.dataset).env_id
         if env_id is None:
             raise ValueError(f"{run}/diffusion: its dataset names no environment to plan in")
+        planning = within_horizon(planning, generator.horizon)
         inverse = run / "inverse-dynamics"
         chosen.check(inverse if inverse.is_dir() else None)
         space = gym.make(env_id).action_space

@@ -6,7 +6,7 @@ line's, so single options still override it."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,15 @@ class Preset:
                 f"{reach}: pass --inverse-dynamics RUN (train one with `diffplan train-dynamics "
                 f"--kind inverse --reach {reach}`), or pick another planner ({LIST_FLAG})"
             )
+
+
+def within_horizon(planning: PlanningConfig, horizon: int) -> PlanningConfig:
+    """A preset's ``planning`` for a model of ``horizon`` rows: its temporal ensemble cut to
+    the ``horizon - 1`` plans that can cover a step (the tracked preset's 7 is H - 1 at
+    H = 8; HalfCheetah plans with H = 4)."""
+    if planning.temporal_ensemble < horizon:
+        return planning
+    return replace(planning, temporal_ensemble=horizon - 1)
 
 
 @dataclass
