@@ -9,7 +9,7 @@ from conftest import cli_error
 
 from diffplan.cli import main
 from diffplan.evaluation.evaluate import EvaluateConfig, _preset_ensemble_within
-from diffplan.planning.presets import apply_planner_flag, find_preset, presets, within_horizon
+from diffplan.planning.presets import apply_planner_flag, find_preset, presets, within_task
 
 
 def test_every_preset_builds_a_planning_config() -> None:
@@ -21,14 +21,18 @@ def test_every_preset_builds_a_planning_config() -> None:
     assert find_preset("fast").config().sampler.steps == 5
 
 
-def test_a_presets_ensemble_is_cut_to_what_a_short_horizon_holds() -> None:
+def test_a_presets_ensemble_is_cut_to_what_the_horizon_and_the_task_allow() -> None:
     tracked = find_preset("tracked").config()
-    assert within_horizon(tracked, 8).temporal_ensemble == 7
-    assert within_horizon(tracked, 4).temporal_ensemble == 3  # HalfCheetah's H = 4
+    assert within_task(tracked, 8).temporal_ensemble == 7
+    assert within_task(tracked, 4).temporal_ensemble == 3  # H - 1 plans cover a step
+    assert within_task(tracked, 8, most=1).temporal_ensemble == 1
     config = EvaluateConfig(diffusion=Path("run/diffusion"), planning=tracked, preset="tracked")
-    assert _preset_ensemble_within(config, 4).planning.temporal_ensemble == 3
+    assert _preset_ensemble_within(config, 8, "Walker2d-v5").planning.temporal_ensemble == 7
+    assert _preset_ensemble_within(config, 8, "Hopper-v5").planning.temporal_ensemble == 7
+    # tasks.json: HalfCheetah's fast gait loses to averaging plans
+    assert _preset_ensemble_within(config, 4, "HalfCheetah-v5").planning.temporal_ensemble == 1
     by_hand = EvaluateConfig(diffusion=Path("run/diffusion"), planning=tracked)
-    assert _preset_ensemble_within(by_hand, 4).planning.temporal_ensemble == 7  # refused later
+    assert _preset_ensemble_within(by_hand, 4, "HalfCheetah-v5").planning.temporal_ensemble == 7
 
 
 def test_single_options_override_the_preset() -> None:

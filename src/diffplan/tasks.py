@@ -50,6 +50,8 @@ class Task:
     fall: str
     horizon: int
     termination_penalty: float
+    temporal_ensemble: int | None
+    """The most plans a preset's temporal ensemble averages on this task (None: H - 1)."""
     diffuser_horizon: int
     agents: tuple[KnownAgent, ...]
     published_d4rl: dict[str, dict[str, float]]
@@ -85,6 +87,7 @@ def _task(family: str, row: dict) -> Task:
         fall=row["fall"],
         horizon=int(row["defaults"]["horizon"]),
         termination_penalty=float(row["defaults"]["termination_penalty"]),
+        temporal_ensemble=row["defaults"].get("temporal_ensemble"),
         diffuser_horizon=int(row["diffuser"]["horizon"]),
         agents=tuple(KnownAgent(**agent) for agent in row["agents"]),
         published_d4rl={m: dict(q) for m, q in row.get("published_d4rl", {}).items()},

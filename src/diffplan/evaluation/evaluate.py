@@ -33,8 +33,9 @@ from diffplan.outputs import output_folder
 from diffplan.planning.config import PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
-from diffplan.planning.presets import presets, within_horizon
+from diffplan.planning.presets import presets, within_task
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
+from diffplan.tasks import find_task
 
 
 @dataclass
@@ -105,16 +106,20 @@ class EvaluateConfig:
         return preset.config().temporal_ensemble if preset is not None else 1
 
 
-def _preset_ensemble_within(config: EvaluateConfig, horizon: int) -> EvaluateConfig:
-    """``config`` with its preset's temporal ensemble cut to what ``horizon`` holds
-    (:func:`~diffplan.planning.presets.within_horizon`); an ensemble given by hand is left
-    as it is (and refused when too long)."""
+def _preset_ensemble_within(config: EvaluateConfig, horizon: int, env_id: str) -> EvaluateConfig:
+    """``config`` with its preset's temporal ensemble cut to what ``horizon`` and the task
+    allow (:func:`~diffplan.planning.presets.within_task`); an ensemble given by hand is
+    left as it is (and refused when too long)."""
     ensemble = config.planning.temporal_ensemble
-    if ensemble < horizon or ensemble != config._presets_ensemble():
+    if ensemble == 1 or ensemble != config._presets_ensemble():
         return config
-    print(f"note      preset {config.preset}: temporal ensemble of {horizon - 1} plans, not "
-          f"{ensemble} (horizon {horizon} holds {horizon - 1})")  # fmt: skip
-    return replace(config, planning=within_horizon(config.planning, horizon))
+    task = find_task(env_id)
+    planning = within_task(config.planning, horizon, task and task.temporal_ensemble)
+    if planning.temporal_ensemble != ensemble:
+        print(f"note      preset {config.preset}: temporal ensemble of "
+              f"{planning.temporal_ensemble} plans, not {ensemble}, at horizon {horizon} on "
+              f"{env_id} (diffplan/tasks.json)")  # fmt: skip
+    return replace(config, planning=planning)
 
 
 def evaluate(config: EvaluateConfig) -> list[SettingResult]:
@@ -143,7 +148,7 @@ def _evaluate(config: EvaluateConfig) -> list[SettingResult]:
     if env_id is None:
         raise ValueError(f"{config.diffusion}: its dataset names no environment to evaluate in")
     horizon = generator.horizon
-    config = _preset_ensemble_within(config, horizon)
+    config = _preset_ensemble_within(config, horizon, env_id)
     windows = config.windows or (() if config.guided_windows else tuple(range(1, horizon)))
     guided_windows = config.guided_windows or ((horizon - 1,) if config.value else ())
     if guided_windows and config.value is None:

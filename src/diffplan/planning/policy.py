@@ -16,8 +16,9 @@ from diffplan.checkpoints.loading import load_diffusion, load_network
 from diffplan.data.episodes import DatasetInfo
 from diffplan.planning.dynamics import ActionsFromStates
 from diffplan.planning.planner import DiffusionPlanner
-from diffplan.planning.presets import DEFAULT_PRESET, find_preset, within_horizon
+from diffplan.planning.presets import DEFAULT_PRESET, find_preset, within_task
 from diffplan.runtime import DeviceChoice, resolve_device
+from diffplan.tasks import find_task
 
 
 class Planner:
@@ -56,7 +57,8 @@ class Planner:
         env_id = DatasetInfo(**diffusion.meta.dataset).env_id
         if env_id is None:
             raise ValueError(f"{run}/diffusion: its dataset names no environment to plan in")
-        planning = within_horizon(planning, generator.horizon)
+        task = find_task(env_id)
+        planning = within_task(planning, generator.horizon, task and task.temporal_ensemble)
         inverse = run / "inverse-dynamics"
         chosen.check(inverse if inverse.is_dir() else None)
         space = gym.make(env_id).action_space

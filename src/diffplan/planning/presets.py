@@ -55,13 +55,15 @@ class Preset:
             )
 
 
-def within_horizon(planning: PlanningConfig, horizon: int) -> PlanningConfig:
-    """A preset's ``planning`` for a model of ``horizon`` rows: its temporal ensemble cut to
-    the ``horizon - 1`` plans that can cover a step (the tracked preset's 7 is H - 1 at
-    H = 8; HalfCheetah plans with H = 4)."""
-    if planning.temporal_ensemble < horizon:
+def within_task(planning: PlanningConfig, horizon: int, most: int | None = None) -> PlanningConfig:
+    """A preset's ``planning`` for a model of ``horizon`` rows on a task whose table
+    allows ``most`` plans in a temporal ensemble (None: any): the ensemble cut to
+    ``min(horizon - 1, most)`` (the tracked preset's 7 is H - 1 at H = 8; HalfCheetah
+    plans with H = 4 and its table allows 1)."""
+    limit = horizon - 1 if most is None else max(1, min(horizon - 1, most))
+    if planning.temporal_ensemble <= limit:
         return planning
-    return replace(planning, temporal_ensemble=horizon - 1)
+    return replace(planning, temporal_ensemble=limit)
 
 
 @dataclass
