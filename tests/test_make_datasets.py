@@ -11,9 +11,19 @@ from test_tasks import mujoco_agent
 
 from diffplan.agents.replay import replay_upto, snapshots
 from diffplan.data.minari_format import read_minari_dir
-from diffplan.make_datasets import MakeDatasetsConfig, make_datasets
+from diffplan.make_datasets import MakeDatasetsConfig, make_datasets, standing_warning
+from diffplan.tasks import task_for
 
 pytest.importorskip("stable_baselines3")
+
+
+def test_an_agent_earning_only_the_alive_bonus_is_called_standing():
+    hopper, cheetah = task_for("Hopper-v5"), task_for("HalfCheetah-v5")
+    # Hopper medium of a 600k-step PPO run here: 1031.0 over 1000-step episodes
+    assert "stands rather than moves" in standing_warning("medium", 1.031, hopper)
+    assert standing_warning("medium", 2.89, hopper) is None  # a hopping (and falling) agent
+    assert standing_warning("medium-replay", 0.5, hopper) is None  # early training: not an agent
+    assert standing_warning("medium", 0.01, cheetah) is None  # no alive bonus to earn
 
 
 def test_train_agent_records_its_experience_resumably(tmp_path):

@@ -21,6 +21,7 @@ interrupted command resumes.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from diffplan.atomic import write_json
 from diffplan.collect import DEFAULT_NOISE, DEFAULT_SIGMA, CollectConfig, NoiseKind, collect_dataset
 from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.minari_format import is_minari_dir, read_minari_dir, write_minari_dir
-from diffplan.tasks import DEFAULT_ENV, require_agent, task_for
+from diffplan.tasks import DEFAULT_ENV, Task, require_agent, task_for
 
 Quality = Literal["expert", "medium", "medium-replay", "medium-expert"]
 QUALITIES: tuple[Quality, ...] = ("expert", "medium", "medium-replay", "medium-expert")
@@ -81,9 +82,26 @@ def dataset_dir(config: MakeDatasetsConfig, quality: str) -> Path:
     return config.out / task_for(config.env).family / f"{quality}-v0"
 
 
+def standing_warning(quality: str, v_rate: float, task: Task) -> str | None:
+    """A warning when an agent's data earns little more than the task's alive bonus per
+    step (``v_rate``): its agent stands rather than moves (PPO's local optimum on Hopper)."""
+    if quality not in ("expert", "medium") or not 0 < v_rate <= 1.25 * task.alive_bonus:
+        return None
+    return (
+        f"{quality}: {v_rate:.2f} reward per step, about {task.env_id}'s alive bonus "
+        f"({task.alive_bonus}): its agent stands rather than moves. Train the medium agent "
+        "longer (--training-steps) or with another seed, and rebuild (delete the dataset)"
+    )
+
+
 def _write(config: MakeDatasetsConfig, quality: str, dataset: TrajectoryDataset, recipe: dict):
-    """Write ``dataset`` with ``recipe`` (and the seconds it took) in its metadata."""
+    """Write ``dataset`` with ``recipe`` (and the seconds it took) in its metadata; warn
+    when its agent stands still."""
     path = dataset_dir(config, quality)
+    warning = standing_warning(quality, dataset.info.v_rate, task_for(config.env))
+    if warning is not None:
+        recipe = {**recipe, "warning": warning}
+        print(f"warning   {warning}", file=sys.stderr)
     source = {**dataset.source, "recipe": {"quality": quality, **recipe}}
     dataset = TrajectoryDataset(list(dataset), env_id=config.env, source=source, name=str(path))
     family = task_for(config.env).family

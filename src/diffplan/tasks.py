@@ -47,6 +47,8 @@ class Task:
     ref_min: float
     ref_max: float
     can_fall: bool
+    alive_bonus: float
+    """Reward per step for staying healthy (gymnasium's healthy_reward): a standing agent's."""
     fall: str
     horizon: int
     termination_penalty: float
@@ -84,6 +86,7 @@ def _task(family: str, row: dict) -> Task:
         ref_min=float(row["d4rl_reference"]["min"]),
         ref_max=float(row["d4rl_reference"]["max"]),
         can_fall=bool(row["can_fall"]),
+        alive_bonus=float(row["alive_bonus"]),
         fall=row["fall"],
         horizon=int(row["defaults"]["horizon"]),
         termination_penalty=float(row["defaults"]["termination_penalty"]),
