@@ -28,8 +28,9 @@ def dataset(source: dict, mean_return: float = 1000.0) -> dict:
 MEDIUM = dataset({"recipe": {"quality": "medium"}, "dataset_id": "diffplan/hopper/medium-v0"})
 
 
-def setting(preset: str, k: int, guided: bool, returns: list[float], falls: int) -> dict:
-    return {"preset": preset, "k": k, "guided": guided, "returns": returns, "falls": falls}
+def setting(preset: str, k: int, guided: bool, returns: list[float], falls: int, **extra) -> dict:
+    return {"preset": preset, "k": k, "guided": guided, "returns": returns, "falls": falls,
+            **extra}  # fmt: skip
 
 
 def document(data: dict, settings: list[dict], config: dict | None = None) -> dict:
@@ -70,7 +71,10 @@ def test_planners_are_scored_at_their_guided_setting_baselines_as_they_are():
 def test_cells_pool_the_episodes_of_every_document_of_one_dataset():
     run = document(
         MEDIUM,
-        [setting("tracked", 7, True, [1000.0, 2000.0], 1), setting("bc", 1, False, [500.0], 1)],
+        [
+            setting("tracked", 7, True, [1000.0, 2000.0], 1),
+            setting("bc", 1, False, [500.0], 1, training_steps=20000),
+        ],
         config={"train_steps": 20000, "value_steps": 10000, "inverse_steps": 10000},
     )
     more = document(MEDIUM, [setting("tracked", 7, True, [3000.0], 0)])
@@ -86,6 +90,7 @@ def test_cells_pool_the_episodes_of_every_document_of_one_dataset():
     assert cells[3] == f"{HOPPER.normalized_score(500.0):.1f} (1/1)"  # one episode: no CI
     assert cells[5] == "—" and cells[7:] == ["58.5", "52.9"]  # no td3bc; published medium
     assert "hopper medium (diffplan/hopper/medium-v0), iql: 10000 steps" in table
+    assert "hopper medium (diffplan/hopper/medium-v0), bc: 20000 steps" in table
     assert "tracked: diffusion 20000, value 10000, inverse dynamics 10000 steps" in table
 
 

@@ -181,7 +181,9 @@ def _evaluate(
     )
     metrics = summarize(episodes, data)
     seconds = time.perf_counter() - began
-    result = SettingResult(label, 1, False, episodes, metrics, seconds, preset=label)
+    result = SettingResult(
+        label, 1, False, episodes, metrics, seconds, preset=label, training_steps=steps
+    )
     header = (
         f"# {label} baseline in {folder} (training seed {seed}, {steps} steps)\n\n"
         f"{config.episodes} episodes, seeds {episode_seeds[0]} to {episode_seeds[-1]}. "

@@ -47,9 +47,13 @@ def dataset_quality(dataset: Mapping[str, Any]) -> str:
 
 
 def dataset_label(dataset: Mapping[str, Any]) -> str:
-    """A short name of a results document's data: the collecting agent (its folder, or
-    the folder of its zip) or else the dataset's id."""
+    """A short name of a results document's data: its id when that names a quality
+    (``diffplan/hopper/medium-v0``), else the collecting agent (its folder, or the folder
+    of its zip), else its id."""
     source = dataset.get("source") or {}
+    named = _MINARI_QUALITY.fullmatch(str(source.get("dataset_id", "")))
+    if named and named.group(1) in QUALITIES:
+        return str(source["dataset_id"])
     agent = source.get("agent_file")
     if agent:
         path = Path(agent)
@@ -86,11 +90,13 @@ def method_settings(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return chosen
 
 
-def _budget(document: Mapping[str, Any], method: str) -> str:
-    """The training budget behind a document's ``method`` row, from its config."""
+def _budget(document: Mapping[str, Any], setting: Mapping[str, Any]) -> str:
+    """The training budget behind one setting of a document, from the setting or the
+    document's config."""
     config = document.get("config") or {}
-    if method in BASELINE_COLUMNS:
-        return f"{config['steps']} steps" if "steps" in config else "not recorded"
+    if setting["preset"] in BASELINE_COLUMNS:
+        steps = setting.get("training_steps") or config.get("steps")
+        return f"{steps} steps" if steps else "not recorded"
     if "train_steps" in config:  # diffplan run
         return (
             f"diffusion {config['train_steps']}, value {config.get('value_steps')}, "
@@ -139,7 +145,7 @@ def d4rl_table(documents: Sequence[Mapping[str, Any]]) -> str:
             cell = cells.setdefault(row, {}).setdefault(method, Cell())
             cell.scores += [task.normalized_score(r) for r in setting["returns"]]
             cell.falls += setting["falls"]
-            cell.budgets.add(_budget(document, method))
+            cell.budgets.add(_budget(document, setting))
     methods = [*BASELINE_COLUMNS, *planners]
     head = ["task", "quality", "data", *methods, *(f"{m} (published)" for m in PUBLISHED_COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]

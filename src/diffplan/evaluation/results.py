@@ -52,6 +52,8 @@ class SettingResult:
     """The planner preset evaluated ("custom": options given one by one)."""
     temporal_ensemble: int = 1
     """Plans whose predictions each step's target averages (1: the newest plan's)."""
+    training_steps: int | None = None
+    """A baseline's optimiser steps (None: a planner, whose models' steps are in the config)."""
 
 
 def versions() -> dict[str, str | None]:
@@ -75,6 +77,7 @@ def setting_record(result: SettingResult) -> dict[str, Any]:
         "k": result.effective_window,
         "guided": result.guided,
         "temporal_ensemble": result.temporal_ensemble,
+        "training_steps": result.training_steps,
         "seeds": [e.seed for e in result.episodes],
         "episodes": m.episodes,
         "mean_return": m.mean_return,
