@@ -89,9 +89,10 @@ def test_cells_pool_the_episodes_of_every_document_of_one_dataset():
     assert cells[6].startswith(f"{sum(tracked) / 3:.1f} [") and cells[6].endswith("(1/3)")
     assert cells[3] == f"{HOPPER.normalized_score(500.0):.1f} (1/1)"  # one episode: no CI
     assert cells[5] == "—" and cells[7:] == ["58.5", "52.9"]  # no td3bc; published medium
-    assert "hopper medium (diffplan/hopper/medium-v0), iql: 10000 steps" in table
-    assert "hopper medium (diffplan/hopper/medium-v0), bc: 20000 steps" in table
-    assert "tracked: diffusion 20000, value 10000, inverse dynamics 10000 steps" in table
+    assert "- iql: 10000 steps\n" in table and "- bc: 20000 steps\n" in table
+    assert (
+        "- tracked: diffusion 20000, value 10000, inverse dynamics 10000 steps; diffusion " in table
+    )
 
 
 def test_two_datasets_of_one_quality_are_two_rows():

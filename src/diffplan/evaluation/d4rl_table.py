@@ -6,7 +6,7 @@ Diffuser reports on D4RL), then Diffuser's and behaviour cloning's published D4R
 (Janner et al. 2022, Table 1: measured on D4RL's -v2 datasets, not on these). A cell
 pools every episode of every results document of its task, quality and method (training
 seeds together): mean D4RL-normalised score, its 95 % bootstrap CI over those episodes,
-and falls / episodes; a list under the table gives each cell's training budget.
+and falls / episodes; a list under the table gives each method's training budgets.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def _budget(document: Mapping[str, Any], setting: Mapping[str, Any]) -> str:
             f"diffusion {config['train_steps']}, value {config.get('value_steps')}, "
             f"inverse dynamics {config.get('inverse_steps')} steps"
         )
-    return f"diffusion checkpoint at step {document.get('checkpoint_step')}"
+    step = document.get("checkpoint_step")
+    return "not recorded" if step is None else f"diffusion checkpoint at step {step}"
 
 
 @dataclass
@@ -124,7 +125,7 @@ class Cell:
 
 
 def d4rl_table(documents: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: the task x quality table (module docstring) and each cell's budget."""
+    """Markdown: the task x quality table (module docstring) and each method's budgets."""
     cells: dict[tuple, dict[str, Cell]] = {}
     planners: list[str] = []
     for document in documents:
@@ -149,7 +150,7 @@ def d4rl_table(documents: Sequence[Mapping[str, Any]]) -> str:
     methods = [*BASELINE_COLUMNS, *planners]
     head = ["task", "quality", "data", *methods, *(f"{m} (published)" for m in PUBLISHED_COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    budgets = []
+    budgets: dict[str, set[str]] = {}
     order = {q: i for i, q in enumerate(QUALITIES)}
     for key in sorted(cells, key=lambda r: (r[0], order.get(r[1], len(order)), r[2:])):
         family, quality, label, score, _ = key
@@ -163,14 +164,13 @@ def d4rl_table(documents: Sequence[Mapping[str, Any]]) -> str:
             *(f"{published.get(m, {}).get(quality, '—')}" for m in PUBLISHED_COLUMNS),
         ]
         lines.append("| " + " | ".join(values) + " |")
-        budgets += [
-            f"- {family} {quality} ({label}), {m}: {'; '.join(sorted(row[m].budgets))}"
-            for m in methods
-            if m in row
-        ]
+        for m in methods:
+            budgets.setdefault(m, set()).update(row[m].budgets if m in row else ())
     note = (
         "\nCells: D4RL-normalised score, mean over episodes [95 % bootstrap CI] (falls / "
         "episodes). Planners: each preset's value-guided setting. Published: Janner et al. "
-        "2022, Table 1, on D4RL's -v2 datasets (other data). Training budgets:\n\n"
+        "2022, Table 1, on D4RL's -v2 datasets (other data). Training budgets, every "
+        "budget a method's cells used:\n\n"
     )
-    return "\n".join(lines) + "\n" + note + "\n".join(budgets) + "\n"
+    listed = [f"- {m}: {'; '.join(sorted(b))}" for m, b in budgets.items() if b]
+    return "\n".join(lines) + "\n" + note + "\n".join(listed) + "\n"
