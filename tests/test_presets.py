@@ -23,9 +23,10 @@ def test_every_preset_builds_a_planning_config() -> None:
 
 def test_a_presets_ensemble_is_cut_to_what_the_horizon_and_the_task_allow() -> None:
     tracked = find_preset("tracked").config()
-    assert within_task(tracked, 8).temporal_ensemble == 7
-    assert within_task(tracked, 4).temporal_ensemble == 3  # H - 1 plans cover a step
-    assert within_task(tracked, 8, most=1).temporal_ensemble == 1
+    assert within_task(tracked, 8, "Walker2d-v5").temporal_ensemble == 7
+    assert within_task(tracked, 4, "Walker2d-v5").temporal_ensemble == 3  # H - 1 cover a step
+    assert within_task(tracked, 4, None).temporal_ensemble == 3  # a task not in the table
+    assert within_task(tracked, 8, "HalfCheetah-v5").temporal_ensemble == 1  # its table's cap
     config = EvaluateConfig(diffusion=Path("run/diffusion"), planning=tracked, preset="tracked")
     assert _preset_ensemble_within(config, 8, "Walker2d-v5").planning.temporal_ensemble == 7
     assert _preset_ensemble_within(config, 8, "Hopper-v5").planning.temporal_ensemble == 7

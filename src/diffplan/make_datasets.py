@@ -25,7 +25,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -36,10 +35,7 @@ from diffplan.atomic import write_json
 from diffplan.collect import DEFAULT_NOISE, DEFAULT_SIGMA, CollectConfig, NoiseKind, collect_dataset
 from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.minari_format import is_minari_dir, read_minari_dir, write_minari_dir
-from diffplan.tasks import DEFAULT_ENV, Task, require_agent, task_for
-
-Quality = Literal["expert", "medium", "medium-replay", "medium-expert"]
-QUALITIES: tuple[Quality, ...] = ("expert", "medium", "medium-replay", "medium-expert")
+from diffplan.tasks import DEFAULT_ENV, QUALITIES, Quality, Task, require_agent, task_for
 
 
 @dataclass
@@ -97,15 +93,14 @@ def standing_warning(quality: str, v_rate: float, task: Task) -> str | None:
 def _write(config: MakeDatasetsConfig, quality: str, dataset: TrajectoryDataset, recipe: dict):
     """Write ``dataset`` with ``recipe`` (and the seconds it took) in its metadata; warn
     when its agent stands still."""
-    path = dataset_dir(config, quality)
-    warning = standing_warning(quality, dataset.info.v_rate, task_for(config.env))
+    path, task = dataset_dir(config, quality), task_for(config.env)
+    warning = standing_warning(quality, dataset.info.v_rate, task)
     if warning is not None:
         recipe = {**recipe, "warning": warning}
         print(f"warning   {warning}", file=sys.stderr)
     source = {**dataset.source, "recipe": {"quality": quality, **recipe}}
     dataset = TrajectoryDataset(list(dataset), env_id=config.env, source=source, name=str(path))
-    family = task_for(config.env).family
-    write_minari_dir(dataset, path, dataset_id=f"diffplan/{family}/{quality}-v0")
+    write_minari_dir(dataset, path, dataset_id=f"diffplan/{task.family}/{quality}-v0")
     print(f"{quality:14s} {dataset.info.num_steps} steps, return {dataset.info.mean_return:.1f}, "
           f"{recipe['seconds']:.0f} s -> {path}")  # fmt: skip
 

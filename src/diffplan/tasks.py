@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
+from typing import Literal
+
+Quality = Literal["expert", "medium", "medium-replay", "medium-expert"]
+QUALITIES: tuple[Quality, ...] = ("expert", "medium", "medium-replay", "medium-expert")
+"""D4RL's dataset qualities, in its order (``diffplan make-datasets`` builds them)."""
 
 PACKAGED_AGENTS = Path(str(files("diffplan") / "assets"))
 """Where packaged agents live: ``PACKAGED_AGENTS / NAME`` (agent.json + policy.safetensors)."""

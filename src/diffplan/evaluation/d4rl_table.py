@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from diffplan.evaluation.metrics import bootstrap_ci
-from diffplan.tasks import find_task
+from diffplan.tasks import QUALITIES, find_task, task_for
 
-QUALITIES = ("expert", "medium", "medium-replay", "medium-expert")
 BASELINE_COLUMNS = ("bc", "iql", "td3bc")
 PUBLISHED_COLUMNS = ("diffuser", "bc")
 _MINARI_QUALITY = re.compile(r"[^/]+/[^/]+/([a-z-]+)-v\d+")
+
+
+def _named_quality(source: Mapping[str, Any]) -> str | None:
+    """The quality a Minari id names (``mujoco/hopper/medium-v0`` -> ``medium``), or None."""
+    named = _MINARI_QUALITY.fullmatch(str(source.get("dataset_id", "")))
+    return named.group(1) if named and named.group(1) in QUALITIES else None
 
 
 def dataset_quality(dataset: Mapping[str, Any]) -> str:
@@ -34,9 +39,9 @@ def dataset_quality(dataset: Mapping[str, Any]) -> str:
     recipe = source.get("recipe") or {}
     if recipe.get("quality") in QUALITIES:
         return recipe["quality"]
-    named = _MINARI_QUALITY.fullmatch(str(source.get("dataset_id", "")))
-    if named and named.group(1) in QUALITIES:
-        return named.group(1)
+    named = _named_quality(source)
+    if named is not None:
+        return named
     task = find_task(dataset.get("env_id"))
     agent = source.get("agent_file")
     if task is not None and agent:
@@ -51,8 +56,7 @@ def dataset_label(dataset: Mapping[str, Any]) -> str:
     (``diffplan/hopper/medium-v0``), else the collecting agent (its folder, or the folder
     of its zip), else its id."""
     source = dataset.get("source") or {}
-    named = _MINARI_QUALITY.fullmatch(str(source.get("dataset_id", "")))
-    if named and named.group(1) in QUALITIES:
+    if _named_quality(source) is not None:
         return str(source["dataset_id"])
     agent = source.get("agent_file")
     if agent:
@@ -155,7 +159,7 @@ def d4rl_table(documents: Sequence[Mapping[str, Any]]) -> str:
     for key in sorted(cells, key=lambda r: (r[0], order.get(r[1], len(order)), r[2:])):
         family, quality, label, score, _ = key
         row = cells[key]
-        published = find_task(family).published_d4rl  # type: ignore[union-attr]
+        published = task_for(family).published_d4rl
         values = [
             family,
             quality,

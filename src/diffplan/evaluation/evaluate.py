@@ -35,7 +35,6 @@ from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.planning.presets import presets, within_task
 from diffplan.runtime import DeviceChoice, git_revision, resolve_device
-from diffplan.tasks import find_task
 
 
 @dataclass
@@ -113,8 +112,7 @@ def _preset_ensemble_within(config: EvaluateConfig, horizon: int, env_id: str) -
     ensemble = config.planning.temporal_ensemble
     if ensemble == 1 or ensemble != config._presets_ensemble():
         return config
-    task = find_task(env_id)
-    planning = within_task(config.planning, horizon, task and task.temporal_ensemble)
+    planning = within_task(config.planning, horizon, env_id)
     if planning.temporal_ensemble != ensemble:
         print(f"note      preset {config.preset}: temporal ensemble of "
               f"{planning.temporal_ensemble} plans, not {ensemble}, at horizon {horizon} on "

@@ -18,7 +18,6 @@ from diffplan.planning.dynamics import ActionsFromStates
 from diffplan.planning.planner import DiffusionPlanner
 from diffplan.planning.presets import DEFAULT_PRESET, find_preset, within_task
 from diffplan.runtime import DeviceChoice, resolve_device
-from diffplan.tasks import find_task
 
 
 class Planner:
@@ -57,8 +56,7 @@ class Planner:
         env_id = DatasetInfo(**diffusion.meta.dataset).env_id
         if env_id is None:
             raise ValueError(f"{run}/diffusion: its dataset names no environment to plan in")
-        task = find_task(env_id)
-        planning = within_task(planning, generator.horizon, task and task.temporal_ensemble)
+        planning = within_task(planning, generator.horizon, env_id)
         inverse = run / "inverse-dynamics"
         chosen.check(inverse if inverse.is_dir() else None)
         space = gym.make(env_id).action_space

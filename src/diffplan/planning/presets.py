@@ -15,6 +15,7 @@ import tyro
 
 from diffplan.config_file import config_flags
 from diffplan.planning.config import PlanningConfig
+from diffplan.tasks import find_task
 
 PLANNER_FLAG = "--planner"
 LIST_FLAG = "--list-planners"
@@ -55,11 +56,13 @@ class Preset:
             )
 
 
-def within_task(planning: PlanningConfig, horizon: int, most: int | None = None) -> PlanningConfig:
-    """A preset's ``planning`` for a model of ``horizon`` rows on a task whose table
-    allows ``most`` plans in a temporal ensemble (None: any): the ensemble cut to
-    ``min(horizon - 1, most)`` (the tracked preset's 7 is H - 1 at H = 8; HalfCheetah
+def within_task(planning: PlanningConfig, horizon: int, env_id: str | None) -> PlanningConfig:
+    """A preset's ``planning`` for a model of ``horizon`` rows planning in ``env_id``: the
+    temporal ensemble cut to ``horizon - 1`` plans and to the task table's
+    ``defaults.temporal_ensemble`` (the tracked preset's 7 is H - 1 at H = 8; HalfCheetah
     plans with H = 4 and its table allows 1)."""
+    task = find_task(env_id)
+    most = None if task is None else task.temporal_ensemble
     limit = horizon - 1 if most is None else max(1, min(horizon - 1, most))
     if planning.temporal_ensemble <= limit:
         return planning
