@@ -43,6 +43,7 @@ def dynamics_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             dataset=str(data),
             kind=kind,
             reach=reach,
+            goal_noise=0.0,  # exact recovery: the toy's push (0.2 a) is the size of the default
             out=root / name,
             progress=False,
             threads=1,
@@ -102,6 +103,30 @@ def test_inverse_dynamics_with_reach_aims_two_steps_ahead(dynamics_runs):
         model.toward(tensor(states), tensor(later), torch.tensor([1] + [3] * 255))
     with pytest.raises(ValueError, match=r"above 1 only for --kind inverse"):
         TrainDynamicsConfig(dataset="unused", kind="forward", reach=2).validate()
+
+
+def test_goal_noise_pulls_the_inverse_model_towards_the_data_actions(dynamics_runs, tmp_path):
+    """Trained with noise on s_t+1 far above the action's push (0.2 a, in units of the
+    states' spread ~1), the inverse model cannot read a_t from the goal and answers about
+    E[a | s] = 0 (what BC would), where the noiseless model recovers a_t."""
+    config = TrainDynamicsConfig(
+        dataset=str(next(dynamics_runs["inverse"].parent.glob("toy"))),
+        goal_noise=3.0,
+        out=tmp_path / "noisy",
+        progress=False,
+        threads=1,
+        model=DynamicsNetConfig(hidden=64, layers=2),
+        optim=OptimConfig(steps=600, batch_size=64, lr=3e-3, save_every=600, ema_start=500),
+    )
+    train_dynamics(config)
+    states, actions, next_states = fresh_transitions()
+    pairs = torch.as_tensor(np.stack([states, next_states], axis=1), dtype=torch.float32)
+    clean = ActionsFromStates(dynamics_runs["inverse"])(pairs)[:, 0].numpy()
+    noisy = ActionsFromStates(tmp_path / "noisy")(pairs)[:, 0].numpy()
+    assert np.corrcoef(clean[:, 0], actions[:, 0])[0, 1] > 0.9
+    assert noisy.std() < 0.5 * clean.std(), (noisy.std(), clean.std())
+    with pytest.raises(ValueError, match=r"--goal-noise must be >= 0, and above 0 only for"):
+        TrainDynamicsConfig(dataset="unused", kind="forward", goal_noise=0.1).validate()
 
 
 def test_forward_dynamics_error_separates_consistent_plans(dynamics_runs):

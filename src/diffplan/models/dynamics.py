@@ -77,16 +77,24 @@ DYNAMICS: dict[str, type[nn.Module]] = {"inverse": InverseDynamics, "forward": F
 
 
 def transition_loss(
-    net: nn.Module, kind: DynamicsKind, windows: torch.Tensor, obs_dim: int
+    net: nn.Module,
+    kind: DynamicsKind,
+    windows: torch.Tensor,
+    obs_dim: int,
+    goal_noise: float = 0.0,
 ) -> torch.Tensor:
     """MSE of a ``kind`` model on normalised windows ``(B, n + 1, D)`` of rows ``[s_t | a_t]``:
     forward predicts ``s_{t+1}`` (n = 1); inverse predicts ``a_t`` from ``s_{t+1}`` (n = 1)
-    or, with reach ``n > 1``, from ``s_{t+m}`` for ``m`` drawn uniformly from ``1 .. n``."""
+    or, with reach ``n > 1``, from ``s_{t+m}`` for ``m`` drawn uniformly from ``1 .. n``;
+    the inverse model's target state gets Gaussian noise of std ``goal_noise``."""
     obs, action = windows[:, 0, :obs_dim], windows[:, 0, obs_dim:]
     if kind == "forward":
         return ((net(obs, action) - windows[:, 1, :obs_dim]) ** 2).mean()
     if windows.shape[1] == 2:  # one step ahead: no draw, as before reaches existed
-        return ((net(obs, windows[:, 1, :obs_dim]) - action) ** 2).mean()
-    ahead = torch.randint(1, windows.shape[1], (len(windows),), device=windows.device)
-    goal = windows[torch.arange(len(windows), device=windows.device), ahead, :obs_dim]
+        goal, ahead = windows[:, 1, :obs_dim], None
+    else:
+        ahead = torch.randint(1, windows.shape[1], (len(windows),), device=windows.device)
+        goal = windows[torch.arange(len(windows), device=windows.device), ahead, :obs_dim]
+    if goal_noise > 0:
+        goal = goal + goal_noise * torch.randn_like(goal)
     return ((net(obs, goal, ahead) - action) ** 2).mean()

@@ -291,12 +291,12 @@ def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
         # Windows without padding: every (s_t, a_t, s_t+1 .. s_t+reach) inside an episode.
         pairs = WindowConfig(horizon=config.reach + 1, normalizer=config.normalizer, padding="none")
         windows = make_windows(config, pairs, resume_from)
-        obs_dim, kind = windows.obs_dim, config.kind
+        obs_dim, kind, goal_noise = windows.obs_dim, config.kind, config.noise_on_goal()
 
         def loss_fn(
             net: torch.nn.Module, batch: WindowBatch, t: torch.Tensor, noise: torch.Tensor
         ) -> torch.Tensor:
-            return transition_loss(net, kind, batch.window, obs_dim)
+            return transition_loss(net, kind, batch.window, obs_dim, goal_noise)
 
         return run_training(
             config,

@@ -253,6 +253,10 @@ class DynamicsNetConfig:
     """Number of hidden layers."""
 
 
+DEFAULT_GOAL_NOISE = 0.1
+"""Inverse models' default goal noise (normalised units)."""
+
+
 @dataclass
 class TrainDynamicsConfig(RunOptions):
     """Train a one-step dynamics model on the dataset's transitions: inverse (s, s') -> a
@@ -265,6 +269,11 @@ class TrainDynamicsConfig(RunOptions):
     reach: int = 1
     """Inverse models: also learn a_t from (s_t, s_t+m) for every m up to this many steps (m
     an input), so that a tracking planner can aim m steps ahead (--planning.tracking-reach)."""
+    goal_noise: float | None = None
+    """Inverse models: std of Gaussian noise added to the target state s_t+m in training
+    (normalised units), so that a planned state a little off the data still gets a
+    data-like action; large values pull the model towards behaviour cloning. None: 0.1
+    for inverse models (chosen on validation episodes, docs/RESULTS.md), 0 for forward."""
     out: Path = Path("runs/dynamics")
     """Run directory: config.json, metrics.csv, tensorboard/, checkpoints/."""
     normalizer: NormalizerKind = "gaussian"
@@ -283,3 +292,15 @@ class TrainDynamicsConfig(RunOptions):
                 f"--reach must be >= 1, and above 1 only for --kind inverse; got {self.reach} "
                 f"for --kind {self.kind}"
             )
+        noise = self.goal_noise or 0.0
+        if noise < 0 or (noise > 0 and self.kind != "inverse"):
+            raise ValueError(
+                f"--goal-noise must be >= 0, and above 0 only for --kind inverse; got "
+                f"{noise} for --kind {self.kind}"
+            )
+
+    def noise_on_goal(self) -> float:
+        """The goal noise in effect: --goal-noise, or its default for --kind."""
+        if self.goal_noise is not None:
+            return self.goal_noise
+        return DEFAULT_GOAL_NOISE if self.kind == "inverse" else 0.0
