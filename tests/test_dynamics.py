@@ -125,6 +125,11 @@ def test_goal_noise_pulls_the_inverse_model_towards_the_data_actions(dynamics_ru
     noisy = ActionsFromStates(tmp_path / "noisy")(pairs)[:, 0].numpy()
     assert np.corrcoef(clean[:, 0], actions[:, 0])[0, 1] > 0.9
     assert noisy.std() < 0.5 * clean.std(), (noisy.std(), clean.std())
+    default = TrainDynamicsConfig(dataset="unused")
+    assert default.noise_on_goal("Walker2d-v5") == 0.1  # per task (tasks.json)
+    assert default.noise_on_goal("HalfCheetah-v5") == 1.0
+    assert default.noise_on_goal("Ant-v5") == 0.1  # a task the table lacks
+    assert TrainDynamicsConfig(dataset="unused", kind="forward").noise_on_goal("Ant-v5") == 0
     with pytest.raises(ValueError, match=r"--goal-noise must be >= 0, and above 0 only for"):
         TrainDynamicsConfig(dataset="unused", kind="forward", goal_noise=0.1).validate()
 

@@ -59,6 +59,8 @@ class Task:
     termination_penalty: float
     temporal_ensemble: int | None
     """The most plans a preset's temporal ensemble averages on this task (None: H - 1)."""
+    goal_noise: float
+    """The inverse dynamics model's default goal noise (train-dynamics --goal-noise)."""
     diffuser_horizon: int
     agents: tuple[KnownAgent, ...]
     published_d4rl: dict[str, dict[str, float]]
@@ -96,6 +98,7 @@ def _task(family: str, row: dict) -> Task:
         horizon=int(row["defaults"]["horizon"]),
         termination_penalty=float(row["defaults"]["termination_penalty"]),
         temporal_ensemble=row["defaults"].get("temporal_ensemble"),
+        goal_noise=float(row["defaults"]["goal_noise"]),
         diffuser_horizon=int(row["diffuser"]["horizon"]),
         agents=tuple(KnownAgent(**agent) for agent in row["agents"]),
         published_d4rl={m: dict(q) for m, q in row.get("published_d4rl", {}).items()},

@@ -291,7 +291,8 @@ def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
         # Windows without padding: every (s_t, a_t, s_t+1 .. s_t+reach) inside an episode.
         pairs = WindowConfig(horizon=config.reach + 1, normalizer=config.normalizer, padding="none")
         windows = make_windows(config, pairs, resume_from)
-        obs_dim, kind, goal_noise = windows.obs_dim, config.kind, config.noise_on_goal()
+        goal_noise = config.noise_on_goal(windows.info.env_id)
+        obs_dim, kind = windows.obs_dim, config.kind
 
         def loss_fn(
             net: torch.nn.Module, batch: WindowBatch, t: torch.Tensor, noise: torch.Tensor

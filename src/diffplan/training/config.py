@@ -16,6 +16,7 @@ from diffplan.diffusion.ddpm import PredictionType
 from diffplan.diffusion.schedules import ScheduleKind
 from diffplan.models.dynamics import DynamicsKind
 from diffplan.runtime import DeviceChoice
+from diffplan.tasks import find_task
 
 
 def require(ok: bool, option: str, value: object, wanted: str) -> None:
@@ -254,7 +255,7 @@ class DynamicsNetConfig:
 
 
 DEFAULT_GOAL_NOISE = 0.1
-"""Inverse models' default goal noise (normalised units)."""
+"""Inverse models' default goal noise (normalised units) on a task the table lacks."""
 
 
 @dataclass
@@ -272,8 +273,9 @@ class TrainDynamicsConfig(RunOptions):
     goal_noise: float | None = None
     """Inverse models: std of Gaussian noise added to the target state s_t+m in training
     (normalised units), so that a planned state a little off the data still gets a
-    data-like action; large values pull the model towards behaviour cloning. None: 0.1
-    for inverse models (chosen on validation episodes, docs/RESULTS.md), 0 for forward."""
+    data-like action; large values pull the model towards behaviour cloning. None: the
+    task's default for inverse models (tasks.json: 0.1, HalfCheetah 1.0; 0.1 for a task the
+    table lacks), 0 for forward ones."""
     out: Path = Path("runs/dynamics")
     """Run directory: config.json, metrics.csv, tensorboard/, checkpoints/."""
     normalizer: NormalizerKind = "gaussian"
@@ -299,8 +301,11 @@ class TrainDynamicsConfig(RunOptions):
                 f"{noise} for --kind {self.kind}"
             )
 
-    def noise_on_goal(self) -> float:
-        """The goal noise in effect: --goal-noise, or its default for --kind."""
+    def noise_on_goal(self, env_id: str | None) -> float:
+        """The goal noise in effect for data of ``env_id``: --goal-noise, or its default."""
         if self.goal_noise is not None:
             return self.goal_noise
-        return DEFAULT_GOAL_NOISE if self.kind == "inverse" else 0.0
+        if self.kind != "inverse":
+            return 0.0
+        task = find_task(env_id)
+        return DEFAULT_GOAL_NOISE if task is None else task.goal_noise
