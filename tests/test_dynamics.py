@@ -132,6 +132,8 @@ def test_goal_noise_pulls_the_inverse_model_towards_the_data_actions(dynamics_ru
     assert TrainDynamicsConfig(dataset="unused", kind="forward").noise_on_goal("Ant-v5") == 0
     with pytest.raises(ValueError, match=r"--goal-noise must be >= 0, and above 0 only for"):
         TrainDynamicsConfig(dataset="unused", kind="forward", goal_noise=0.1).validate()
+    with pytest.raises(ValueError, match=r"--goal-noise must be >= 0"):
+        TrainDynamicsConfig(dataset="unused", goal_noise=float("nan")).validate()
 
 
 def test_forward_dynamics_error_separates_consistent_plans(dynamics_runs):

@@ -295,7 +295,7 @@ class TrainDynamicsConfig(RunOptions):
                 f"for --kind {self.kind}"
             )
         noise = self.goal_noise or 0.0
-        if noise < 0 or (noise > 0 and self.kind != "inverse"):
+        if not math.isfinite(noise) or noise < 0 or (noise > 0 and self.kind != "inverse"):
             raise ValueError(
                 f"--goal-noise must be >= 0, and above 0 only for --kind inverse; got "
                 f"{noise} for --kind {self.kind}"
