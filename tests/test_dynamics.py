@@ -110,7 +110,7 @@ def test_goal_noise_pulls_the_inverse_model_towards_the_data_actions(dynamics_ru
     states' spread ~1), the inverse model cannot read a_t from the goal and answers about
     E[a | s] = 0 (what BC would), where the noiseless model recovers a_t."""
     config = TrainDynamicsConfig(
-        dataset=str(next(dynamics_runs["inverse"].parent.glob("toy"))),
+        dataset=str(dynamics_runs["inverse"].parent / "toy"),  # the fixture's toy data
         goal_noise=3.0,
         out=tmp_path / "noisy",
         progress=False,
