@@ -3,6 +3,8 @@ selection by consistency in the planner."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +136,36 @@ def test_goal_noise_pulls_the_inverse_model_towards_the_data_actions(dynamics_ru
         TrainDynamicsConfig(dataset="unused", kind="forward", goal_noise=0.1).validate()
     with pytest.raises(ValueError, match=r"--goal-noise must be >= 0"):
         TrainDynamicsConfig(dataset="unused", goal_noise=float("nan")).validate()
+
+
+def test_the_goal_noise_in_effect_is_written_and_resumed(dynamics_runs, tmp_path):
+    """Without --goal-noise the default in effect goes into config.json and the checkpoint's
+    fingerprint; a run an earlier diffplan wrote with ``goal_noise: null`` still resumes."""
+
+    def config(out: Path, steps: int, resume: bool = False) -> TrainDynamicsConfig:
+        return TrainDynamicsConfig(
+            dataset=str(dynamics_runs["inverse"].parent / "toy"),
+            out=out,
+            resume=resume,
+            progress=False,
+            threads=1,
+            model=DynamicsNetConfig(hidden=16, layers=1),
+            optim=OptimConfig(steps=steps, batch_size=8, log_every=5, save_every=5, ema_start=5),
+        )
+
+    train_dynamics(config(tmp_path / "run", 5))
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written["config"]["goal_noise"] == 0.1  # the toy has no task: the table's fallback
+    assert ckpt.read_meta(ckpt.checkpoints(tmp_path / "run")[-1]).fingerprint["goal_noise"] == 0.1
+    # an earlier version's checkpoint: the same run, its noise recorded as null
+    header = ckpt.checkpoints(tmp_path / "run")[-1] / "config.json"
+    old = json.loads(header.read_text())
+    old["fingerprint"]["goal_noise"] = old["config"]["goal_noise"] = None
+    header.write_text(json.dumps(old))
+    train_dynamics(config(tmp_path / "run", 10, resume=True))
+    assert ckpt.read_meta(ckpt.checkpoints(tmp_path / "run")[-1]).fingerprint["goal_noise"] is None
+    with pytest.raises(ValueError, match="goal_noise"):  # another noise is another model
+        train_dynamics(replace(config(tmp_path / "run", 15, resume=True), goal_noise=0.3))
 
 
 def test_forward_dynamics_error_separates_consistent_plans(dynamics_runs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -283,6 +283,15 @@ def train_value(config: TrainValueConfig) -> list[tuple[int, float]]:
         )
 
 
+def recorded_unresolved_noise(config: TrainDynamicsConfig, resume_from: Path | None) -> bool:
+    """Whether ``config`` resumes, without --goal-noise, a run that an earlier diffplan wrote
+    with ``goal_noise: null`` (the task's default then too); its fingerprint keeps the null."""
+    if resume_from is None or config.goal_noise is not None:
+        return False
+    recorded = ckpt.read_meta(resume_from).fingerprint
+    return "goal_noise" in recorded and recorded["goal_noise"] is None
+
+
 def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
     """Train a dynamics model on consecutive steps (an inverse one with ``reach`` M: on
     steps up to M apart); returns the logged ``(step, loss)`` pairs."""
@@ -292,6 +301,10 @@ def train_dynamics(config: TrainDynamicsConfig) -> list[tuple[int, float]]:
         pairs = WindowConfig(horizon=config.reach + 1, normalizer=config.normalizer, padding="none")
         windows = make_windows(config, pairs, resume_from)
         goal_noise = config.noise_on_goal(windows.info.env_id)
+        if not recorded_unresolved_noise(config, resume_from):
+            # written into config.json and the fingerprint: a later change to the task
+            # table cannot resume this model under another noise
+            config = replace(config, goal_noise=goal_noise)
         obs_dim, kind = windows.obs_dim, config.kind
 
         def loss_fn(
