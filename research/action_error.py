@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 import tyro
 
+from diffplan.checkpoints.loading import load_generator
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import WindowDataset
 from diffplan.diffusion import SamplerConfig
-from diffplan.training.loading import load_generator
 
 SAMPLERS = {
     "ddpm 20": SamplerConfig("ddpm", 20),

@@ -24,9 +24,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from diffplan.training.loading import load_generator
 from matplotlib.figure import Figure
 
+from diffplan.checkpoints import store as ckpt
+from diffplan.checkpoints.loading import load_generator
 from diffplan.data.episodes import DatasetInfo
 from diffplan.data.normalizers import Normalizer
 from diffplan.data.sources import load_dataset
@@ -34,7 +35,6 @@ from diffplan.data.windows import transitions
 from diffplan.evaluation.closed_loop import run_episodes
 from diffplan.planning import DiffusionPlanner, PlanningConfig
 from diffplan.planning.dynamics import ActionsFromStates
-from diffplan.training import checkpoint as ckpt
 
 
 @dataclass

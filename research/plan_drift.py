@@ -31,16 +31,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from diffplan.training.loading import load_generator
 
+from diffplan.checkpoints import store as ckpt
+from diffplan.checkpoints.loading import load_generator
 from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.normalizers import Normalizer
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import WindowDataset, transitions
 from diffplan.diffusion import TrajectoryGenerator
 from diffplan.planning import PlanningConfig
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
-from diffplan.training import checkpoint as ckpt
+from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 
 VELOCITY_CLIP = 10.0  # gymnasium's MuJoCo locomotion observations clip velocities to this
 
@@ -159,7 +159,7 @@ def main(options: Options) -> None:
     print("one step from the planned state s_h-1 with the planned action a_h-1:")
     print(f"{'simulator':<18} " + " ".join(f"{e:6.3f}" for e in np.sqrt(one_step)))
     if options.dynamics is not None:
-        forward = ConsistencyError(options.dynamics)
+        forward = ForwardConsistency(options.dynamics)
         per_step = [
             forward(plans[:, h - 1 : h + 1], 1).mean().sqrt().item()
             for h in range(1, generator.horizon)

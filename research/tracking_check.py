@@ -29,16 +29,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from diffplan.training.loading import load_generator, load_network
 from plan_drift import restorable_windows, simulate  # this folder is on the path when run
 from tqdm import tqdm
 
+from diffplan.checkpoints import store as ckpt
+from diffplan.checkpoints.loading import load_generator, load_network
 from diffplan.data.normalizers import Normalizer
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import transitions
 from diffplan.planning import PlanningConfig
-from diffplan.planning.dynamics import ActionsFromStates, ConsistencyError
-from diffplan.training import checkpoint as ckpt
+from diffplan.planning.dynamics import ActionsFromStates, ForwardConsistency
 
 
 @dataclass
@@ -99,7 +99,7 @@ def main(options: Options) -> None:
     data = restorable_windows(dataset, generator, env, options.starts, options.seed)
     starts = data[:, 0, :obs_dim]
     inverse = ActionsFromStates(options.inverse_dynamics)
-    forward = ConsistencyError(options.dynamics)
+    forward = ForwardConsistency(options.dynamics)
     value_net = load_network(options.value, "value")[0] if options.value else None
     low = torch.as_tensor(env.action_space.low, dtype=torch.float32)
     high = torch.as_tensor(env.action_space.high, dtype=torch.float32)
