@@ -130,9 +130,12 @@ RESEARCH = ROOT / "research"
 def test_research_probe_imports(script: Path):
     """The research probes import what the package still has (they lagged a module move
     once, unnoticed) and answer --help; recipe_table takes positional folders only."""
-    args = [] if script.name == "recipe_table.py" else ["--help"]
-    code = f"import runpy, sys; sys.argv = [{str(script)!r}, *{args!r}]; "
-    code += f"runpy.run_path({str(script)!r}, run_name='__main__' if {bool(args)} else 'probe')"
+    # recipe_table.py is imported only ("probe"): its main() needs run folders
+    run_name = "probe" if script.name == "recipe_table.py" else "__main__"
+    code = (
+        f"import runpy, sys; sys.argv = [{str(script)!r}, '--help']; "
+        f"runpy.run_path({str(script)!r}, run_name={run_name!r})"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=RESEARCH,  # tracking_check imports plan_drift from this folder
