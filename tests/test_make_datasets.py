@@ -38,9 +38,9 @@ def test_train_agent_records_its_experience_resumably(tmp_path):
     with (tmp_path / "monitor" / "0.monitor.csv").open() as file:
         next(file)  # Monitor's JSON header line
         monitored = [(float(row["r"]), int(row["l"])) for row in csv.DictReader(file)]
-    assert [(round(e.total_return, 4), len(e)) for e in episodes] == [
-        (round(r, 4), n) for r, n in monitored
-    ]
+    # Monitor writes returns to 6 significant digits: compare to that precision
+    assert [len(e) for e in episodes] == [n for _, n in monitored]
+    assert [e.total_return for e in episodes] == pytest.approx([r for r, _ in monitored], abs=1e-3)
     assert all(e.terminated != e.truncations[-1] for e in episodes)
     # raw observations, not VecNormalize's: Hopper's torso height starts near 1.25
     assert abs(float(episodes[0].observations[0, 0]) - 1.25) < 0.01

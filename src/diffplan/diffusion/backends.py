@@ -39,10 +39,6 @@ rebuild it after the weights change (e.g. during fine-tuning).
 from __future__ import annotations
 
 import importlib.util
-import logging
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal, get_args
 
 import torch
@@ -88,29 +84,13 @@ def _scaled_layer_norm_rule() -> Any:
     return ScaledLayerNorm.rule()
 
 
-@contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Hide what torch.onnx's exporter says that no user can act on: a warning per
-    torchvision operator when torchvision is absent (these graphs hold none) and torch's own
-    pytree ``LeafSpec`` deprecation. Other warnings and errors pass."""
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration.level
-    registration.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
-            yield
-    finally:
-        registration.setLevel(level)
-
-
 def onnx_graph(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> Any:
     """The ``onnx.ModelProto`` the ONNX backends run: ``model`` exported by
     ``torch.export`` with a dynamic batch size, its scaled layer norms fused
     (:func:`_scaled_layer_norm_rule`). Needs ``onnxscript``."""
     from onnxscript import rewriter
 
-    with torch.no_grad(), _quiet_exporter():
+    with torch.no_grad():
         program = torch.onnx.export(
             model,
             example,
