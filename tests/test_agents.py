@@ -1,4 +1,4 @@
-"""diffplan's own agent format and the PPO expert's export and checkpoints."""
+"""diffplan's own agent format and train-agent's PPO and SAC exports and checkpoints."""
 
 from __future__ import annotations
 
@@ -9,36 +9,26 @@ import pytest
 import torch
 
 from diffplan.agents import AgentError
+from diffplan.agents import ppo as ppo_algorithm
+from diffplan.agents import sac as sac_algorithm
 from diffplan.agents.gaussian_mlp import load_gaussian_mlp
-from diffplan.agents.train_expert import (
-    PPO_KWARGS,
-    TrainAgentConfig,
-    _export,
-    _load_checkpoint,
-    _save_checkpoint,
-)
+
+
+def builder(algorithm):
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return lambda seed: algorithm.build(make_vec_env("Walker2d-v5", n_envs=1, seed=seed), seed)
 
 
 @pytest.fixture
-def ppo(tmp_path):
-    sb3 = pytest.importorskip("stable_baselines3")
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+def ppo():
+    return builder(ppo_algorithm)
 
-    def build(seed: int):
-        venv = VecNormalize(make_vec_env("Walker2d-v5", n_envs=1, seed=seed), clip_obs=10.0)
-        kwargs = {
-            "log_std_init": -2.0,
-            "ortho_init": False,
-            "activation_fn": torch.nn.ReLU,
-            "net_arch": {"pi": [256, 256], "vf": [256, 256]},
-        }
-        model = sb3.PPO(
-            "MlpPolicy", venv, seed=seed, device="cpu", policy_kwargs=kwargs, **PPO_KWARGS
-        )
-        return model, venv
 
-    return build
+@pytest.fixture
+def sac():
+    return builder(sac_algorithm)
 
 
 def test_export_acts_like_stable_baselines3(tmp_path, ppo):
@@ -46,7 +36,7 @@ def test_export_acts_like_stable_baselines3(tmp_path, ppo):
     rng = np.random.default_rng(0)
     venv.obs_rms.mean = rng.normal(size=17)  # non-trivial normalisation statistics
     venv.obs_rms.var = rng.uniform(0.5, 4.0, size=17)
-    _export(model, venv, TrainAgentConfig(out=tmp_path), tmp_path, {"num_timesteps": 0})
+    ppo_algorithm.export(model, venv, "Walker2d-v5", tmp_path, {"num_timesteps": 0})
     agent = load_gaussian_mlp(tmp_path)
     observations = rng.normal(size=(6, 17)) * 3
     expected, _ = model.predict(venv.normalize_obs(observations), deterministic=True)
@@ -59,9 +49,9 @@ def test_checkpoint_round_trip_restores_training_state(tmp_path, ppo):
     model, venv = ppo(0)
     venv.obs_rms.mean = np.arange(17.0)
     model.num_timesteps = 1234
-    _save_checkpoint(model, venv, tmp_path / "checkpoint")
+    ppo_algorithm.save_checkpoint(model, venv, tmp_path / "checkpoint")
     fresh, fresh_venv = ppo(1)
-    _load_checkpoint(fresh, fresh_venv, tmp_path / "checkpoint")
+    ppo_algorithm.load_checkpoint(fresh, fresh_venv, tmp_path / "checkpoint")
     assert fresh.num_timesteps == 1234
     np.testing.assert_array_equal(fresh_venv.obs_rms.mean, np.arange(17.0))
     for (name, a), b in zip(
@@ -69,14 +59,14 @@ def test_checkpoint_round_trip_restores_training_state(tmp_path, ppo):
     ):
         assert torch.equal(a, b), name
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        _load_checkpoint(fresh, fresh_venv, tmp_path / "elsewhere")
+        ppo_algorithm.load_checkpoint(fresh, fresh_venv, tmp_path / "elsewhere")
 
 
 def test_bad_agent_directories(tmp_path, ppo):
     with pytest.raises(FileNotFoundError, match=r"agent\.json and policy\.safetensors"):
         load_gaussian_mlp(tmp_path)
     model, venv = ppo(0)
-    _export(model, venv, TrainAgentConfig(out=tmp_path), tmp_path, {})
+    ppo_algorithm.export(model, venv, "Walker2d-v5", tmp_path, {})
     spec = json.loads((tmp_path / "agent.json").read_text())
     (tmp_path / "agent.json").write_text(json.dumps({**spec, "hidden": [64, 64]}))
     with pytest.raises(AgentError, match="weights don't match"):
@@ -84,6 +74,69 @@ def test_bad_agent_directories(tmp_path, ppo):
     (tmp_path / "agent.json").write_text(json.dumps({**spec, "format": "other-v9"}))
     with pytest.raises(AgentError, match="format 'other-v9'"):
         load_gaussian_mlp(tmp_path)
+    (tmp_path / "agent.json").write_text(json.dumps({**spec, "squash": "yes"}))
+    with pytest.raises(AgentError, match="squash must be true or false"):
+        load_gaussian_mlp(tmp_path)
+    (tmp_path / "agent.json").write_text(json.dumps({**spec, "squash": True}))  # PPO's weights
+    with pytest.raises(AgentError, match="weights don't match"):
+        load_gaussian_mlp(tmp_path)
+
+
+def test_sac_export_acts_like_stable_baselines3(tmp_path, sac):
+    model, venv = sac(0)
+    with torch.no_grad():  # a non-trivial log-std head: SB3 initialises it near zero
+        model.actor.log_std.weight.normal_(0, 0.1)
+    sac_algorithm.export(model, venv, "Walker2d-v5", tmp_path, {"num_timesteps": 0})
+    agent = load_gaussian_mlp(tmp_path)
+    assert agent.spec.squash and agent.algorithm == "SAC"
+    observations = np.random.default_rng(0).normal(size=(6, 17)) * 3
+    expected, _ = model.predict(observations, deterministic=True)
+    np.testing.assert_allclose(agent.act(observations), expected, atol=1e-5)
+    noise = np.random.default_rng(1).standard_normal((6, 6))
+    obs = torch.as_tensor(observations, dtype=torch.float32)
+    with torch.no_grad():
+        mean, log_std, _ = model.actor.get_action_dist_params(obs)
+    sampled = torch.tanh(mean + log_std.exp() * torch.as_tensor(noise, dtype=torch.float32))
+    np.testing.assert_allclose(agent.act(observations, noise), sampled.numpy(), atol=1e-5)
+
+
+def test_sac_checkpoint_round_trip_restores_training_state(tmp_path, sac):
+    model, venv = sac(0)
+    model.learn(300)  # fills the replay buffer (random steps before learning_starts)
+    with torch.no_grad():
+        model.log_ent_coef.fill_(-1.5)
+    model._n_updates = 7
+    sac_algorithm.save_checkpoint(model, venv, tmp_path / "checkpoint")
+    fresh, fresh_venv = sac(1)
+    sac_algorithm.load_checkpoint(fresh, fresh_venv, tmp_path / "checkpoint")
+    assert (fresh.num_timesteps, fresh._n_updates) == (300, 7)
+    assert float(fresh.log_ent_coef.detach()) == -1.5
+    old, new = model.replay_buffer, fresh.replay_buffer
+    assert (new.pos, new.full) == (old.pos, old.full) == (300, False)
+    for name in sac_algorithm.BUFFER_FIELDS:
+        np.testing.assert_array_equal(getattr(new, name)[:300], getattr(old, name)[:300])
+    for (name, a), b in zip(
+        model.policy.state_dict().items(), fresh.policy.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    optimizer = fresh.critic.optimizer.state_dict()
+    assert optimizer == model.critic.optimizer.state_dict()
+
+
+def test_resume_refuses_a_checkpoint_of_another_algorithm(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    from diffplan.agents.train_expert import TrainAgentConfig, train_agent
+
+    config = TrainAgentConfig(out=tmp_path, env="Hopper-v5", steps=2048, eval_episodes=1,
+                              progress=False)  # fmt: skip
+    train_agent(config)  # one PPO rollout
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    monitor = (tmp_path / "monitor" / "0.monitor.csv").read_text()
+    config = TrainAgentConfig(**{**vars(config), "algorithm": "sac", "resume": True})
+    with pytest.raises(ValueError, match=r"holds a PPO checkpoint, not SAC.*--algorithm ppo"):
+        train_agent(config)
+    assert (tmp_path / "MODEL_CARD.md").read_text() == card  # nothing overwritten
+    assert (tmp_path / "monitor" / "0.monitor.csv").read_text() == monitor
 
 
 def test_packaged_agent_loads_and_walks():

@@ -26,12 +26,16 @@ def test_an_agent_earning_only_the_alive_bonus_is_called_standing():
     assert standing_warning("medium", 0.01, cheetah) is None  # no alive bonus to earn
 
 
-def test_train_agent_records_its_experience_resumably(tmp_path):
+@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
+def test_train_agent_records_its_experience_resumably(tmp_path, algorithm):
+    from diffplan.agents.gaussian_mlp import load_gaussian_mlp
     from diffplan.agents.train_expert import TrainAgentConfig, train_agent
 
-    config = TrainAgentConfig(out=tmp_path, env="Hopper-v5", steps=2048, checkpoint_every=1024,
-                              eval_episodes=1, record=True, progress=False)  # fmt: skip
+    config = TrainAgentConfig(out=tmp_path, env="Hopper-v5", algorithm=algorithm, steps=2048,
+                              checkpoint_every=1024, eval_episodes=1, record=True,
+                              progress=False)  # fmt: skip
     train_agent(config)
+    assert load_gaussian_mlp(tmp_path).algorithm == algorithm.upper()
     assert [steps for steps, _ in snapshots(tmp_path)] == [1024, 2048]
     episodes = replay_upto(tmp_path, 2048)
     # the recorded episodes are the ones the learner played, as its Monitor saw them
@@ -51,6 +55,8 @@ def test_train_agent_records_its_experience_resumably(tmp_path):
     assert [steps for steps, _ in snapshots(tmp_path)] == [1024, 2048, 3072, 4096]
     assert (snapshots(tmp_path)[0][1] / "replay").stat().st_mtime_ns == first
     assert len(replay_upto(tmp_path, 4096)) > len(episodes)
+    with (tmp_path / "monitor" / "0.monitor.csv").open() as file:  # the resumed run appended
+        assert len(file.readlines()) - 2 == len(replay_upto(tmp_path, 4096))
 
 
 def test_make_datasets_builds_every_quality_and_resumes(tmp_path, capsys):
@@ -76,7 +82,7 @@ def test_make_datasets_builds_every_quality_and_resumes(tmp_path, capsys):
     )
     assert data["medium"].info.num_steps == data["expert"].info.num_steps == 1500
     assert data["medium-expert"].info.num_steps == 3000
-    replay = replay_upto(tmp_path / "hopper" / "train-agent", medium["snapshot_steps"])
+    replay = replay_upto(tmp_path / "hopper" / "train-agent-ppo", medium["snapshot_steps"])
     assert data["medium-replay"].info.num_steps == sum(len(e) for e in replay)
     np.testing.assert_array_equal(data["medium-replay"][0].actions, replay[0].actions)
     assert all(recipe["seconds"] >= 0 for recipe in recipes.values())

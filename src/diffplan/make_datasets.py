@@ -11,7 +11,7 @@ carries its recipe and the seconds it took:
 * ``medium-replay``: every episode the training run played up to that snapshot.
 * ``medium-expert``: the medium episodes followed by the expert episodes.
 
-Medium data needs a training run: ``OUT/F/train-agent`` (``diffplan train-agent
+Medium data needs a training run: ``OUT/F/train-agent-ALGORITHM`` (``diffplan train-agent
 --record``, run here for ``--training-steps`` unless complete; hours for real budgets).
 Every part is skipped when complete (a dataset when its directory exists, a training
 run when its model card does, a snapshot's evaluation when its JSON does), so an
@@ -30,7 +30,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from diffplan.agents.replay import replay_upto, snapshots
-from diffplan.agents.train_expert import TrainAgentConfig, evaluate_agent, train_agent
+from diffplan.agents.train_expert import (
+    Algorithm,
+    TrainAgentConfig,
+    evaluate_agent,
+    train_agent,
+)
 from diffplan.atomic import write_json
 from diffplan.collect import DEFAULT_NOISE, DEFAULT_SIGMA, CollectConfig, NoiseKind, collect_dataset
 from diffplan.data.episodes import TrajectoryDataset
@@ -44,7 +49,7 @@ class MakeDatasetsConfig:
 
     out: Path = Path("data")
     """Root folder: datasets go to OUT/FAMILY/QUALITY-v0, the training run to
-    OUT/FAMILY/train-agent."""
+    OUT/FAMILY/train-agent-ALGORITHM."""
     env: str = DEFAULT_ENV
     """Gymnasium environment id (a task of diffplan/tasks.json)."""
     quality: tuple[Quality, ...] = QUALITIES
@@ -53,8 +58,10 @@ class MakeDatasetsConfig:
     """The expert (SB3 zip or diffplan agent directory); None: the task's packaged agent."""
     steps: int = 200_000
     """Transitions of the expert and of the medium dataset (D4RL: 1,000,000)."""
+    algorithm: Algorithm = "ppo"
+    """Algorithm of the train-agent run the medium agent is taken from ('sac': D4RL's)."""
     training_steps: int = 1_000_000
-    """Environment steps of the train-agent run the medium agent is taken from."""
+    """Environment steps of that run."""
     checkpoint_every: int = 50_000
     """Snapshot interval of that run: the medium agent's candidates."""
     medium_fraction: float = 1 / 3
@@ -80,13 +87,15 @@ def dataset_dir(config: MakeDatasetsConfig, quality: str) -> Path:
 
 def standing_warning(quality: str, v_rate: float, task: Task) -> str | None:
     """A warning when an agent's data earns little more than the task's alive bonus per
-    step (``v_rate``): its agent stands rather than moves (PPO's local optimum on Hopper)."""
+    step (``v_rate``): its agent stands rather than moves (PPO's local optimum on Hopper;
+    SAC's snapshots hop, 2.8 reward per step at 90,000 steps)."""
     if quality not in ("expert", "medium") or not 0 < v_rate <= 1.25 * task.alive_bonus:
         return None
     return (
         f"{quality}: {v_rate:.2f} reward per step, about {task.env_id}'s alive bonus "
         f"({task.alive_bonus}): its agent stands rather than moves. Train the medium agent "
-        "longer (--training-steps) or with another seed, and rebuild (delete the dataset)"
+        "with --algorithm sac (PPO learns to stand on Hopper), longer (--training-steps) or "
+        "with another seed, and rebuild (delete the dataset)"
     )
 
 
@@ -127,10 +136,11 @@ def _measured_return(agent: Path, config: MakeDatasetsConfig, cache: Path) -> fl
 
 def _training_run(config: MakeDatasetsConfig) -> Path:
     """The ``train-agent --record`` run of the medium agent, trained (or resumed) here."""
-    run = config.out / task_for(config.env).family / "train-agent"
+    run = config.out / task_for(config.env).family / f"train-agent-{config.algorithm}"
     if not (run / "MODEL_CARD.md").is_file():
         train_agent(
-            TrainAgentConfig(out=run, env=config.env, steps=config.training_steps,
+            TrainAgentConfig(out=run, env=config.env, algorithm=config.algorithm,
+                             steps=config.training_steps,
                              seed=config.seed, checkpoint_every=config.checkpoint_every,
                              eval_episodes=config.eval_episodes, record=True,
                              resume=(run / "checkpoint" / "state.json").is_file(),

@@ -2,13 +2,15 @@
 
 A directory ``DIR`` holds::
 
-    DIR/policy.safetensors   # trunk.{i}.weight/bias, mean.weight/bias, log_std
+    DIR/policy.safetensors   # trunk.{i}.weight/bias, mean.weight/bias, log_std(.weight/bias)
     DIR/agent.json           # architecture, observation normalisation, action bounds, training
     DIR/MODEL_CARD.md        # how it was trained and how well it does
 
-The policy acts on normalised observations ``clip((obs - mean) / sqrt(var + eps), ±clip)``;
-its deterministic action is the Gaussian's mean, clipped to the action bounds
-(as stable-baselines3's PPO does). Nothing in the format is pickled.
+The policy acts on normalised observations ``clip((obs - mean) / sqrt(var + eps), ±clip)``.
+Two kinds, as stable-baselines3 trains them: PPO's Gaussian (a state-independent
+``log_std``; the deterministic action is the mean, clipped to the action bounds) and
+SAC's squashed Gaussian (``squash``: a ``log_std`` head on the trunk; the action is
+``tanh`` of the Gaussian rescaled to the bounds). Nothing in the format is pickled.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from diffplan.agents.zoo import ACTIVATIONS, AgentError
+from diffplan.agents.zoo import (
+    ACTIVATIONS,
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    AgentError,
+    squashed_gaussian_action,
+)
 from diffplan.atomic import atomic_path, write_json
 from diffplan.envs import checked_env_id
 from diffplan.inputs import read_json_object, read_safetensors
@@ -52,13 +60,15 @@ class GaussianMLPSpec:
     action_low: list[float]
     action_high: list[float]
     algorithm: str = "PPO"
+    squash: bool = False
+    """SAC's squashed Gaussian (module docstring); False: PPO's clipped one."""
     training: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
 
 class GaussianMLP(nn.Module):
-    """``(N, obs_dim)`` normalised observations -> Gaussian mean ``(N, act_dim)``; std is
-    ``exp(log_std)``, state-independent."""
+    """``(N, obs_dim)`` normalised observations -> Gaussian mean and log std, each
+    ``(N, act_dim)``; the log std is a parameter (PPO) or a head on the trunk (``squash``)."""
 
     def __init__(self, spec: GaussianMLPSpec) -> None:
         super().__init__()
@@ -70,10 +80,15 @@ class GaussianMLP(nn.Module):
             width = size
         self.trunk = nn.Sequential(*layers)
         self.mean = nn.Linear(width, spec.act_dim)
-        self.log_std = nn.Parameter(torch.zeros(spec.act_dim))
+        zeros = torch.zeros(spec.act_dim)
+        self.log_std = nn.Linear(width, spec.act_dim) if spec.squash else nn.Parameter(zeros)
 
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.mean(self.trunk(observations))
+    def forward(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = self.trunk(observations)
+        mean = self.mean(latent)
+        if isinstance(self.log_std, nn.Linear):
+            return mean, self.log_std(latent).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return mean, self.log_std.expand_as(mean)
 
 
 class GaussianMLPAgent:
@@ -92,11 +107,11 @@ class GaussianMLPAgent:
         normed = np.clip(
             (observations - self._mean) / self._std, -self.spec.obs_clip, self.spec.obs_clip
         )
-        mean = self.policy(torch.as_tensor(normed, dtype=torch.float32))
+        mean, log_std = self.policy(torch.as_tensor(normed, dtype=torch.float32))
+        if self.spec.squash:
+            return squashed_gaussian_action(mean, log_std, policy_noise, self._low, self._high)
         if policy_noise is not None:
-            mean = mean + self.policy.log_std.exp() * torch.as_tensor(
-                policy_noise, dtype=mean.dtype
-            )
+            mean = mean + log_std.exp() * torch.as_tensor(policy_noise, dtype=mean.dtype)
         return np.clip(mean.numpy(), self._low, self._high)
 
 
@@ -149,6 +164,8 @@ def read_spec(path: Path) -> GaussianMLPSpec:
         problems.append(f"activation {data['activation']!r} is not one of {sorted(ACTIVATIONS)}")
     if not all(isinstance(data[k], int | float) for k in ("obs_clip", "obs_epsilon")):
         problems.append("obs_clip and obs_epsilon must be numbers")
+    if not isinstance(data.get("squash", False), bool):
+        problems.append("squash must be true or false")
     if data.get("format", FORMAT) != FORMAT:
         problems.append(f"format {data['format']!r}, this diffplan reads {FORMAT!r}")
     if not problems:

@@ -1,12 +1,10 @@
-"""``diffplan train-agent``: train an expert with stable-baselines3 PPO and export it.
+"""``diffplan train-agent``: train an agent with stable-baselines3 and export it.
 
-diffplan's main job needs data that a fresh machine can make offline; this
-command trains the agent that makes it. PPO with observation normalisation
-and the RL Zoo's Walker2d policy (see ``PPO_KWARGS``), exported in diffplan's own
-safetensors + JSON format (:mod:`diffplan.agents.gaussian_mlp`) with a model
-card. Checkpoints (weights as safetensors, optimizer via ``torch.save`` read
-back with ``weights_only=True``, normalisation statistics as JSON) allow
-``--resume``.
+diffplan's main job needs data that a fresh machine can make offline; this command trains
+the agent that makes it: PPO (:mod:`diffplan.agents.ppo`, the packaged expert's) or SAC
+(:mod:`diffplan.agents.sac`, D4RL's for its medium agents), exported in diffplan's own
+safetensors + JSON format (:mod:`diffplan.agents.gaussian_mlp`) with a model card.
+Checkpoints (nothing pickled) allow ``--resume``.
 """
 
 from __future__ import annotations
@@ -17,32 +15,29 @@ import time
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 import diffplan
+from diffplan.agents import ppo, sac
 from diffplan.agents.experience import record_episodes
-from diffplan.agents.gaussian_mlp import (
-    GaussianMLP,
-    GaussianMLPSpec,
-    save_gaussian_mlp,
-)
 from diffplan.agents.loading import load_agent
 from diffplan.agents.replay import EpisodeRecorder, snapshot_dir, write_replay
-from diffplan.atomic import atomic_path, write_json
+from diffplan.atomic import atomic_path
 from diffplan.data.episodes import Episode
+from diffplan.inputs import read_json_object
 from diffplan.outputs import output_folder
 from diffplan.tasks import DEFAULT_ENV
 
-RELU = "torch.nn.modules.activation ReLU"
+Algorithm = Literal["ppo", "sac"]
 
 
 @dataclass
 class TrainAgentConfig:
-    """Train a PPO expert (stable-baselines3) and export it as a diffplan agent."""
+    """Train an agent (stable-baselines3 PPO or SAC) and export it as a diffplan agent."""
 
     out: Path
     """Output directory: agent (policy.safetensors, agent.json, MODEL_CARD.md), checkpoint/,
@@ -51,8 +46,11 @@ class TrainAgentConfig:
     """Gymnasium environment id."""
     steps: int = 2_000_000
     """Environment steps of training."""
+    algorithm: Algorithm = "ppo"
+    """'ppo': the packaged Walker2d expert's recipe; 'sac': D4RL's algorithm for its medium
+    agents."""
     seed: int = 0
-    """Seed of the environment, the policy and PPO's sampling."""
+    """Seed of the environment, the policy and the algorithm's sampling."""
     checkpoint_every: int = 50_000
     """Save a checkpoint and export the agent every this many steps."""
     eval_episodes: int = 10
@@ -67,80 +65,7 @@ class TrainAgentConfig:
     """Show a progress bar."""
 
 
-# The RL Zoo's Walker2d policy (256x256 ReLU, log_std_init -2, no orthogonal init, clip 0.1,
-# its entropy and value coefficients) with a lighter update schedule: 2048-step rollouts,
-# 10 epochs of batch 64 (the Zoo: 512 steps, 20 epochs of batch 32, 4x the gradient steps
-# per env step, too slow for 2 CPU cores) and a learning rate raised to match.
-PPO_KWARGS = {
-    "n_steps": 2048,
-    "batch_size": 64,
-    "gamma": 0.99,
-    "learning_rate": 1e-4,
-    "ent_coef": 0.000585045,
-    "clip_range": 0.1,
-    "n_epochs": 10,
-    "gae_lambda": 0.95,
-    "max_grad_norm": 1.0,
-    "vf_coef": 0.871923,
-}
-HIDDEN = [256, 256]
-
-
-def _export(model, venv, config: TrainAgentConfig, directory: Path, training: dict) -> None:
-    space = venv.action_space
-    spec = GaussianMLPSpec(
-        env_id=config.env,
-        obs_dim=int(venv.observation_space.shape[0]),
-        act_dim=int(space.shape[0]),
-        hidden=HIDDEN,
-        activation=RELU,
-        obs_mean=venv.obs_rms.mean.tolist(),
-        obs_var=venv.obs_rms.var.tolist(),
-        obs_clip=float(venv.clip_obs),
-        obs_epsilon=float(venv.epsilon),
-        action_low=space.low.tolist(),
-        action_high=space.high.tolist(),
-        algorithm="PPO",
-        training=training,
-    )
-    policy = GaussianMLP(spec)
-    sb3 = model.policy
-    policy.trunk.load_state_dict(sb3.mlp_extractor.policy_net.state_dict())
-    policy.mean.load_state_dict(sb3.action_net.state_dict())
-    policy.log_std.data.copy_(sb3.log_std.data)
-    save_gaussian_mlp(directory, spec, policy)
-
-
-def _save_checkpoint(model, venv, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / "policy.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.policy.state_dict().items()}, tmp)
-    with atomic_path(directory / "optimizer.pt") as tmp:
-        torch.save(model.policy.optimizer.state_dict(), tmp)
-    stats = {
-        name: {
-            "mean": rms.mean.tolist(),
-            "var": np.atleast_1d(rms.var).tolist(),
-            "count": float(rms.count),
-        }
-        for name, rms in (("obs", venv.obs_rms), ("ret", venv.ret_rms))
-    }
-    write_json(directory / "state.json", {"num_timesteps": int(model.num_timesteps), **stats})
-
-
-def _load_checkpoint(model, venv, directory: Path) -> None:
-    if not (directory / "state.json").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint in {directory}")
-    model.policy.load_state_dict(load_file(directory / "policy.safetensors"))
-    model.policy.optimizer.load_state_dict(
-        torch.load(directory / "optimizer.pt", weights_only=True)
-    )
-    state = json.loads((directory / "state.json").read_text())
-    for name, rms in (("obs", venv.obs_rms), ("ret", venv.ret_rms)):
-        rms.mean = np.asarray(state[name]["mean"]).reshape(rms.mean.shape)
-        rms.var = np.asarray(state[name]["var"]).reshape(np.shape(rms.var))
-        rms.count = state[name]["count"]
-    model.num_timesteps = state["num_timesteps"]
+ALGORITHMS = {"ppo": ppo, "sac": sac}
 
 
 def evaluate_agent(agent_path: Path, env_id: str, episodes: int) -> list[tuple[float, int, bool]]:
@@ -163,32 +88,49 @@ def write_model_card(
 ) -> None:
     returns = np.array([r for r, _, _ in results])
     falls = sum(f for _, _, f in results)
+    algorithm = ALGORITHMS[config.algorithm]
+    action = (
+        "tanh of the Gaussian's mean, rescaled to the action bounds"
+        if config.algorithm == "sac"
+        else "the Gaussian's mean on normalised observations, clipped to the action bounds"
+    )
     lines = [
-        f"# PPO expert for {config.env}",
+        f"# {algorithm.NAME} agent for {config.env}",
         "",
-        "Trained by `diffplan train-agent` with stable-baselines3 PPO "
-        "(observation and reward normalisation; hyperparameters below).",
+        f"Trained by `diffplan train-agent` with stable-baselines3 {algorithm.NAME} "
+        "(hyperparameters below).",
         "",
         "| | |",
         "|---|---|",
-        f"| command | `diffplan train-agent --env {config.env} --steps {config.steps} "
-        f"--seed {config.seed} --out {config.out}` |",
+        f"| command | `diffplan train-agent --algorithm {config.algorithm} --env {config.env} "
+        f"--steps {config.steps} --seed {config.seed} --out {config.out}` |",
         f"| environment steps | {training['num_timesteps']} |",
         f"| seed | {config.seed} |",
         f"| wall time | {training['wall_seconds'] / 60:.1f} min |",
-        f"| hyperparameters | {json.dumps(PPO_KWARGS)}, net_arch pi/vf {HIDDEN}, ReLU, "
-        "log_std_init -2, ortho_init False |",
+        f"| hyperparameters | {algorithm.HYPERPARAMETERS} |",
         f"| versions | {json.dumps(training['versions'])} |",
         f"| return, {len(results)} deterministic episodes (seeds 10000+) | "
         f"{returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}) |",
         f"| falls | {falls} of {len(results)} |",
         "",
-        "Deterministic action: the Gaussian's mean on normalised observations, clipped to "
-        "the action bounds. Weights: `policy.safetensors`; everything else: `agent.json`.",
+        f"Deterministic action: {action}. Weights: `policy.safetensors`; everything else: "
+        "`agent.json`.",
         "",
     ]
     with atomic_path(directory / "MODEL_CARD.md") as tmp:
         tmp.write_text("\n".join(lines))
+
+
+def _require_algorithm(checkpoint: Path, name: str) -> None:
+    """Refuse to resume a checkpoint of another algorithm (checkpoints before SAC: PPO)."""
+    if not (checkpoint / "state.json").is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint}")
+    found = read_json_object(checkpoint / "state.json").get("algorithm", ppo.NAME)
+    if found != name:
+        raise ValueError(
+            f"--resume: {checkpoint} holds a {found} checkpoint, not {name}: resume it with "
+            f"--algorithm {str(found).lower()}, or train into another --out"
+        )
 
 
 def train_agent(config: TrainAgentConfig) -> Path:
@@ -199,10 +141,8 @@ def train_agent(config: TrainAgentConfig) -> Path:
 
 def _train_agent(config: TrainAgentConfig) -> Path:
     try:
-        from stable_baselines3 import PPO
         from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.env_util import make_vec_env
-        from stable_baselines3.common.vec_env import VecNormalize
     except ImportError:
         raise ImportError(
             "train-agent needs stable-baselines3: pip install 'diffplan[sb3]'"
@@ -213,35 +153,23 @@ def _train_agent(config: TrainAgentConfig) -> Path:
     config.out.mkdir(parents=True, exist_ok=True)
     checkpoint = config.out / "checkpoint"
     played: list[Episode] = []  # episodes recorded since the last snapshot (--record)
-    venv = VecNormalize(
+    algorithm = ALGORITHMS[config.algorithm]
+    if config.resume:
+        _require_algorithm(checkpoint, algorithm.NAME)
+    model, venv = algorithm.build(
         make_vec_env(
             config.env,
             n_envs=1,
             seed=config.seed,
             monitor_dir=str(config.out / "monitor"),
+            monitor_kwargs={"override_existing": not config.resume},  # a resumed run appends
             wrapper_class=EpisodeRecorder if config.record else None,
             wrapper_kwargs={"sink": played} if config.record else None,
         ),
-        norm_obs=True,
-        norm_reward=True,
-        clip_obs=10.0,
-    )
-    model = PPO(
-        "MlpPolicy",
-        venv,
-        seed=config.seed,
-        device="cpu",
-        verbose=0,
-        policy_kwargs={
-            "log_std_init": -2.0,
-            "ortho_init": False,
-            "activation_fn": torch.nn.ReLU,
-            "net_arch": {"pi": HIDDEN, "vf": HIDDEN},
-        },
-        **PPO_KWARGS,
+        config.seed,
     )
     if config.resume:
-        _load_checkpoint(model, venv, checkpoint)
+        algorithm.load_checkpoint(model, venv, checkpoint)
     last_snapshot = int(model.num_timesteps)
     versions = {
         "diffplan": diffplan.__version__,
@@ -268,7 +196,7 @@ def _train_agent(config: TrainAgentConfig) -> Path:
         if not config.record or not played or steps == last_snapshot:
             return  # an interval in which no episode ended joins the next snapshot
         directory = snapshot_dir(config.out, steps)
-        _export(model, venv, config, directory / "agent", training_info())
+        algorithm.export(model, venv, config.env, directory / "agent", training_info())
         write_replay(played, config.env, directory / "replay", (last_snapshot, steps))
         played.clear()
         last_snapshot = steps
@@ -277,8 +205,8 @@ def _train_agent(config: TrainAgentConfig) -> Path:
         def _on_step(self) -> bool:
             if self.num_timesteps % config.checkpoint_every == 0:
                 snapshot()  # before the checkpoint: a resumed run rewrites it
-                _save_checkpoint(model, venv, checkpoint)
-                _export(model, venv, config, config.out, training_info())
+                algorithm.save_checkpoint(model, venv, checkpoint)
+                algorithm.export(model, venv, config.env, config.out, training_info())
             return True
 
     remaining = config.steps - model.num_timesteps
@@ -290,9 +218,9 @@ def _train_agent(config: TrainAgentConfig) -> Path:
             progress_bar=config.progress,
         )
     snapshot()
-    _save_checkpoint(model, venv, checkpoint)
+    algorithm.save_checkpoint(model, venv, checkpoint)
     training = training_info()
-    _export(model, venv, config, config.out, training)
+    algorithm.export(model, venv, config.env, config.out, training)
     results = evaluate_agent(config.out, config.env, config.eval_episodes)
     write_model_card(config.out, config, training, results)
     with atomic_path(config.out / "evaluation.csv") as tmp, open(tmp, "w", newline="") as file:
