@@ -82,7 +82,7 @@ def test_make_datasets_builds_every_quality_and_resumes(tmp_path, capsys):
     )
     assert data["medium"].info.num_steps == data["expert"].info.num_steps == 1500
     assert data["medium-expert"].info.num_steps == 3000
-    replay = replay_upto(tmp_path / "hopper" / "train-agent-ppo", medium["snapshot_steps"])
+    replay = replay_upto(tmp_path / "hopper" / "train-agent-sac", medium["snapshot_steps"])
     assert data["medium-replay"].info.num_steps == sum(len(e) for e in replay)
     np.testing.assert_array_equal(data["medium-replay"][0].actions, replay[0].actions)
     assert all(recipe["seconds"] >= 0 for recipe in recipes.values())

@@ -58,8 +58,9 @@ class MakeDatasetsConfig:
     """The expert (SB3 zip or diffplan agent directory); None: the task's packaged agent."""
     steps: int = 200_000
     """Transitions of the expert and of the medium dataset (D4RL: 1,000,000)."""
-    algorithm: Algorithm = "ppo"
-    """Algorithm of the train-agent run the medium agent is taken from ('sac': D4RL's)."""
+    algorithm: Algorithm = "sac"
+    """Algorithm of the train-agent run the medium agent is taken from: 'sac', D4RL's (its
+    snapshots hop on Hopper), or 'ppo' (they stand still there, docs/RESULTS.md)."""
     training_steps: int = 1_000_000
     """Environment steps of that run."""
     checkpoint_every: int = 50_000
