@@ -39,6 +39,7 @@ from diffplan.envs import checked_env_id
 from diffplan.inputs import read_json_object, read_safetensors
 
 FORMAT = "diffplan-gaussian-mlp-v1"
+RELU = "torch.nn.modules.activation ReLU"  # the ACTIVATIONS key train-agent's policies use
 MAX_WIDTH = 65_536  # widest layer (and largest observation/action dim) an agent.json may ask for
 MAX_PARAMETERS = 100_000_000  # 400 MB of float32, far beyond any policy MLP
 

@@ -14,11 +14,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffplan.agents.gaussian_mlp import GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
+from diffplan.agents.gaussian_mlp import RELU, GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
 from diffplan.atomic import atomic_path, write_json
 
 NAME = "PPO"
-RELU = "torch.nn.modules.activation ReLU"
 HIDDEN = [256, 256]
 # The RL Zoo's Walker2d policy (256x256 ReLU, log_std_init -2, no orthogonal init, clip 0.1,
 # its entropy and value coefficients) with a lighter update schedule: 2048-step rollouts,

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffplan.agents.gaussian_mlp import GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
+from diffplan.agents.gaussian_mlp import RELU, GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
 from diffplan.atomic import atomic_path, write_json
 
 NAME = "SAC"
-RELU = "torch.nn.modules.activation ReLU"
 HIDDEN = [256, 256]
 # The RL Zoo's Hopper/Walker2d SAC: SB3's defaults with 10,000 random steps first.
 SAC_KWARGS = {
