@@ -42,6 +42,7 @@ FORMAT = "diffplan-gaussian-mlp-v1"
 RELU = "torch.nn.modules.activation ReLU"  # the ACTIVATIONS key train-agent's policies use
 MAX_WIDTH = 65_536  # widest layer (and largest observation/action dim) an agent.json may ask for
 MAX_PARAMETERS = 100_000_000  # 400 MB of float32, far beyond any policy MLP
+NO_CLIP = 1e9  # the identity normalisation's clip: observations pass unchanged
 
 
 @dataclass
@@ -65,6 +66,29 @@ class GaussianMLPSpec:
     """SAC's squashed Gaussian (module docstring); False: PPO's clipped one."""
     training: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
+
+    @classmethod
+    def for_env(
+        cls,
+        venv,
+        env_id: str,
+        hidden: list[int],
+        algorithm: str,
+        training: dict,
+        normalisation: tuple | None = None,
+        squash: bool = False,
+    ) -> GaussianMLPSpec:
+        """The spec of a ReLU policy on ``venv``'s spaces (an SB3 vec env). ``normalisation``:
+        ``(mean, var, clip, epsilon)`` of its observations; None: they pass unchanged."""
+        obs_dim, space = int(venv.observation_space.shape[0]), venv.action_space
+        mean, var, clip, epsilon = normalisation or ([0.0] * obs_dim, [1.0] * obs_dim, NO_CLIP, 0.0)
+        return cls(
+            env_id=env_id, obs_dim=obs_dim, act_dim=int(space.shape[0]), hidden=hidden,
+            activation=RELU, obs_mean=list(mean), obs_var=list(var), obs_clip=float(clip),
+            obs_epsilon=float(epsilon), action_low=space.low.tolist(),
+            action_high=space.high.tolist(), algorithm=algorithm, squash=squash,
+            training=training,
+        )  # fmt: skip
 
 
 class GaussianMLP(nn.Module):

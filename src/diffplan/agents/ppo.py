@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from diffplan.agents.gaussian_mlp import RELU, GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
-from diffplan.atomic import atomic_path, write_json
+from diffplan.agents.checkpoint import load_weights, save_weights, write_state
+from diffplan.agents.gaussian_mlp import GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
 
 NAME = "PPO"
 HIDDEN = [256, 256]
@@ -62,22 +61,9 @@ def build(env, seed: int):
 
 def export(model, venv, env_id: str, directory: Path, training: dict) -> None:
     """Write the policy as a diffplan agent directory (:mod:`diffplan.agents.gaussian_mlp`)."""
-    space = venv.action_space
-    spec = GaussianMLPSpec(
-        env_id=env_id,
-        obs_dim=int(venv.observation_space.shape[0]),
-        act_dim=int(space.shape[0]),
-        hidden=HIDDEN,
-        activation=RELU,
-        obs_mean=venv.obs_rms.mean.tolist(),
-        obs_var=venv.obs_rms.var.tolist(),
-        obs_clip=float(venv.clip_obs),
-        obs_epsilon=float(venv.epsilon),
-        action_low=space.low.tolist(),
-        action_high=space.high.tolist(),
-        algorithm=NAME,
-        training=training,
-    )
+    rms = venv.obs_rms
+    normalisation = (rms.mean.tolist(), rms.var.tolist(), venv.clip_obs, venv.epsilon)
+    spec = GaussianMLPSpec.for_env(venv, env_id, HIDDEN, NAME, training, normalisation)
     policy = GaussianMLP(spec)
     sb3 = model.policy
     policy.trunk.load_state_dict(sb3.mlp_extractor.policy_net.state_dict())
@@ -88,11 +74,7 @@ def export(model, venv, env_id: str, directory: Path, training: dict) -> None:
 
 def save_checkpoint(model, venv, directory: Path) -> None:
     """Weights, optimizer and normalisation statistics; ``state.json`` is written last."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / "policy.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.policy.state_dict().items()}, tmp)
-    with atomic_path(directory / "optimizer.pt") as tmp:
-        torch.save(model.policy.optimizer.state_dict(), tmp)
+    save_weights(directory, model.policy.state_dict(), model.policy.optimizer.state_dict())
     stats = {
         name: {
             "mean": rms.mean.tolist(),
@@ -101,21 +83,14 @@ def save_checkpoint(model, venv, directory: Path) -> None:
         }
         for name, rms in (("obs", venv.obs_rms), ("ret", venv.ret_rms))
     }
-    write_json(
-        directory / "state.json",
-        {"algorithm": NAME, "num_timesteps": int(model.num_timesteps), **stats},
-    )
+    write_state(directory, NAME, model, **stats)
 
 
 def load_checkpoint(model, venv, directory: Path) -> None:
     """Restore what :func:`save_checkpoint` wrote into ``model`` and ``venv``."""
-    if not (directory / "state.json").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint in {directory}")
-    model.policy.load_state_dict(load_file(directory / "policy.safetensors"))
-    model.policy.optimizer.load_state_dict(
-        torch.load(directory / "optimizer.pt", weights_only=True)
-    )
-    state = json.loads((directory / "state.json").read_text())
+    weights, optimizer, state = load_weights(directory)
+    model.policy.load_state_dict(weights)
+    model.policy.optimizer.load_state_dict(optimizer)
     for name, rms in (("obs", venv.obs_rms), ("ret", venv.ret_rms)):
         rms.mean = np.asarray(state[name]["mean"]).reshape(rms.mean.shape)
         rms.var = np.asarray(state[name]["var"]).reshape(np.shape(rms.var))

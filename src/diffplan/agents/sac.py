@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from diffplan.agents.gaussian_mlp import RELU, GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
-from diffplan.atomic import atomic_path, write_json
+from diffplan.agents.checkpoint import load_weights, save_weights, write_state
+from diffplan.agents.gaussian_mlp import GaussianMLP, GaussianMLPSpec, save_gaussian_mlp
+from diffplan.atomic import atomic_path
 
 NAME = "SAC"
 HIDDEN = [256, 256]
@@ -35,7 +35,6 @@ SAC_KWARGS = {
 }
 HYPERPARAMETERS = f"{json.dumps(SAC_KWARGS)}, net_arch {HIDDEN}, ReLU; no normalisation"
 BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-NO_CLIP = 1e9  # the identity normalisation's clip: observations pass unchanged
 
 
 def build(env, seed: int):
@@ -51,24 +50,7 @@ def build(env, seed: int):
 
 def export(model, venv, env_id: str, directory: Path, training: dict) -> None:
     """Write the actor as a squashed-Gaussian diffplan agent directory."""
-    space = venv.action_space
-    obs_dim = int(venv.observation_space.shape[0])
-    spec = GaussianMLPSpec(
-        env_id=env_id,
-        obs_dim=obs_dim,
-        act_dim=int(space.shape[0]),
-        hidden=HIDDEN,
-        activation=RELU,
-        obs_mean=[0.0] * obs_dim,
-        obs_var=[1.0] * obs_dim,
-        obs_clip=NO_CLIP,
-        obs_epsilon=0.0,
-        action_low=space.low.tolist(),
-        action_high=space.high.tolist(),
-        algorithm=NAME,
-        squash=True,
-        training=training,
-    )
+    spec = GaussianMLPSpec.for_env(venv, env_id, HIDDEN, NAME, training, squash=True)
     policy = GaussianMLP(spec)
     actor = model.actor
     policy.trunk.load_state_dict(actor.latent_pi.state_dict())
@@ -79,36 +61,26 @@ def export(model, venv, env_id: str, directory: Path, training: dict) -> None:
 
 def save_checkpoint(model, venv, directory: Path) -> None:
     """Networks, entropy coefficient, optimizers and replay buffer; ``state.json`` last."""
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.contiguous() for k, v in model.policy.state_dict().items()}
-    weights["log_ent_coef"] = model.log_ent_coef.detach().contiguous()
-    with atomic_path(directory / "policy.safetensors") as tmp:
-        save_file(weights, tmp)
-    with atomic_path(directory / "optimizer.pt") as tmp:
-        torch.save(_optimizers(model), tmp)
+    weights = {**model.policy.state_dict(), "log_ent_coef": model.log_ent_coef}
+    save_weights(directory, weights, _optimizers(model))
     buffer = model.replay_buffer
     size = buffer.buffer_size if buffer.full else buffer.pos
     with atomic_path(directory / "replay_buffer.npz") as tmp, open(tmp, "wb") as file:
         np.savez(file, **{name: getattr(buffer, name)[:size] for name in BUFFER_FIELDS})
-    write_json(directory / "state.json", {
-        "algorithm": NAME, "num_timesteps": int(model.num_timesteps),
-        "n_updates": int(model._n_updates), "buffer_pos": int(buffer.pos),
-        "buffer_full": bool(buffer.full),
-    })  # fmt: skip
+    write_state(
+        directory, NAME, model, n_updates=int(model._n_updates), buffer_pos=int(buffer.pos),
+        buffer_full=bool(buffer.full),
+    )  # fmt: skip
 
 
 def load_checkpoint(model, venv, directory: Path) -> None:
     """Restore what :func:`save_checkpoint` wrote into ``model``."""
-    if not (directory / "state.json").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint in {directory}")
-    weights = load_file(directory / "policy.safetensors")
+    weights, saved, state = load_weights(directory)
     with torch.no_grad():
         model.log_ent_coef.copy_(weights.pop("log_ent_coef"))
     model.policy.load_state_dict(weights)
-    saved = torch.load(directory / "optimizer.pt", weights_only=True)
     for name, optimizer in _optimizer_objects(model).items():
         optimizer.load_state_dict(saved[name])
-    state = json.loads((directory / "state.json").read_text())
     buffer = model.replay_buffer
     with np.load(directory / "replay_buffer.npz", allow_pickle=False) as arrays:
         for name in BUFFER_FIELDS:
