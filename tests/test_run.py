@@ -65,11 +65,14 @@ def test_run_on_a_dataset_refuses_conflicting_options(tmp_path, capsys, options,
 
 
 @pytest.mark.slow
-def test_quick_run_on_a_given_dataset_trains_on_it_without_collecting(tmp_path, capsys):
+def test_quick_run_on_a_given_dataset_trains_on_it_quietly_without_collecting(tmp_path, capsys):
     data = tmp_path / "data"
     main(["collect", "--steps", "3000", "--out", str(data), "--no-progress"])
     out = tmp_path / "run"
-    main(["run", "--quick", "--threads", "1", "--dataset", str(data), "--out", str(out)])
+    capsys.readouterr()
+    run = ["run", "--quick", "--threads", "1", "--no-progress"]
+    main([*run, "--dataset", str(data), "--out", str(out)])
+    assert "step/s" not in capsys.readouterr().err  # no stage drew a progress bar
     assert not (out / "data").exists()
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"]["num_steps"] == 3000

@@ -106,6 +106,8 @@ class RunConfig:
     """'auto' uses a GPU when there is one."""
     threads: int | None = None
     """CPU threads of torch (None: torch's default). Use 1 on a busy machine."""
+    progress: bool = True
+    """Show every stage's progress bars (--no-progress for logs)."""
 
     def profile(self) -> RunConfig:
         """The settings actually run: ``--quick`` shrinks every budget."""
@@ -157,6 +159,7 @@ def _run(config: RunConfig) -> None:
                 env=config.env,
                 steps=config.data_steps,
                 seed=config.seed,
+                progress=config.progress,
             )
         )
     timings = {"collect": time.perf_counter() - began}
@@ -166,6 +169,7 @@ def _run(config: RunConfig) -> None:
         "seed": config.seed,
         "device": config.device,
         "threads": config.threads,
+        "progress": config.progress,
         "windows": windows,
         "diffusion_steps": config.diffusion_steps,
     }
@@ -211,6 +215,7 @@ def _run(config: RunConfig) -> None:
                 seed=config.seed,
                 device=config.device,
                 threads=config.threads,
+                progress=config.progress,
                 optim=OptimConfig(
                     steps=config.inverse_steps,
                     batch_size=256,
@@ -280,6 +285,7 @@ def behaviour_cloning(config: RunConfig, data: Path) -> dict[int, SettingResult]
             seed=config.seed,
             device=config.device,
             threads=config.threads,
+            progress=config.progress,
         )
     )
 
@@ -319,6 +325,7 @@ def evaluate_presets(config: RunConfig, models: RunModels) -> dict[str, list[Set
             planning=planning,
             device=config.device,
             threads=config.threads,
+            progress=config.progress,
             preset=name,
             overwrite=True,  # a rerun evaluates again
         )
