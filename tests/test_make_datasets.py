@@ -86,6 +86,8 @@ def test_make_datasets_builds_every_quality_and_resumes(tmp_path, capsys):
     assert data["medium-replay"].info.num_steps == sum(len(e) for e in replay)
     np.testing.assert_array_equal(data["medium-replay"][0].actions, replay[0].actions)
     assert all(recipe["seconds"] >= 0 for recipe in recipes.values())
+    # D4RL's recipe: the expert's and the medium agent's actions sampled from their policies
+    assert data["expert"].source["noise"] == data["medium"].source["noise"] == "policy"
     metadata = json.loads((paths[0] / "data" / "metadata.json").read_text())
     assert metadata["dataset_id"] == "diffplan/hopper/expert-v0"
     # a second call finds every part complete and rebuilds nothing

@@ -37,7 +37,7 @@ from diffplan.agents.train_expert import (
     train_agent,
 )
 from diffplan.atomic import write_json
-from diffplan.collect import DEFAULT_NOISE, DEFAULT_SIGMA, CollectConfig, NoiseKind, collect_dataset
+from diffplan.collect import DEFAULT_SIGMA, CollectConfig, NoiseKind, collect_dataset
 from diffplan.data.episodes import TrajectoryDataset
 from diffplan.data.minari_format import is_minari_dir, read_minari_dir, write_minari_dir
 from diffplan.tasks import DEFAULT_ENV, QUALITIES, Quality, Task, require_agent, task_for
@@ -69,8 +69,9 @@ class MakeDatasetsConfig:
     """The medium agent's target return, as a fraction of the expert's measured return."""
     eval_episodes: int = 10
     """Deterministic episodes (seeds 10000+) that measure each candidate's return."""
-    noise: NoiseKind = DEFAULT_NOISE
-    """Exploration of the expert and medium rollouts (as `diffplan collect --noise`)."""
+    noise: NoiseKind = "policy"
+    """Exploration of the expert and medium rollouts (as `diffplan collect --noise`): 'policy'
+    samples each action from the agent's own distribution, as D4RL's collect_data.py did."""
     sigma: float = DEFAULT_SIGMA
     """Standard deviation of --noise gaussian."""
     seed: int = 0
