@@ -1,11 +1,12 @@
 """Open-loop accuracy of a trained model: how close a plan's first action is to the data's.
 
-    python research/action_error.py --dataset DATA --diffusion CKPT [CKPT ...]
+    python research/action_error.py --dataset DATA --diffusion CKPT [CKPT ...] [--bc DIR]
 
 Draws --windows windows of the dataset (seeded), plans from each window's first
 state, and prints the mean squared error of the plan's first action against the
 window's, and of the later states, in normalised units (per-dimension unit variance
 with the default Gaussian normaliser), for the report's sampler and the default one.
+With --bc, also the error of a behaviour-cloning policy's action in the same windows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 import tyro
 
+from diffplan.baselines.bc import load_policy
 from diffplan.checkpoints.loading import load_generator
 from diffplan.data.sources import load_dataset
 from diffplan.data.windows import WindowDataset
@@ -35,6 +37,8 @@ class Options:
     """Diffusion runs or checkpoints."""
     windows: int = 400
     """Windows drawn from the dataset."""
+    bc: Path | None = None
+    """A `diffplan baseline --algo bc` seed folder (OUT/seed-N), scored on the same windows."""
     threads: int = 1
     """torch CPU threads."""
 
@@ -60,6 +64,13 @@ def main(options: Options) -> None:
                 f"{path}  {label:<15} first-action MSE {action_error:.4f}  "
                 f"later-state MSE {state_error:.4f}"
             )
+        if options.bc is not None:
+            actions = load_policy(options.bc)[0].act(first_states.numpy())
+            raw = generator.normalizer.unnormalize(batch.window)
+            raw[:, 0, obs_dim:] = torch.as_tensor(actions)
+            normed = generator.normalizer.normalize(raw)[:, 0, obs_dim:]
+            bc_error = (normed - batch.window[:, 0, obs_dim:]).pow(2).mean()
+            print(f"{options.bc}  bc{'':13} first-action MSE {bc_error:.4f}")
 
 
 if __name__ == "__main__":
