@@ -20,7 +20,7 @@ import tyro
 from diffplan.baselines.bc import load_policy
 from diffplan.checkpoints.loading import load_generator
 from diffplan.data.sources import load_dataset
-from diffplan.data.windows import WindowDataset
+from diffplan.data.windows import WindowBatch, WindowDataset
 from diffplan.diffusion import SamplerConfig
 
 SAMPLERS = {
@@ -43,16 +43,24 @@ class Options:
     """torch CPU threads."""
 
 
+def drawn_windows(dataset, generator, count: int) -> tuple[WindowBatch, torch.Tensor]:
+    """``count`` of ``dataset``'s windows drawn with seed 0, normalised as ``generator``'s
+    model was trained, and the same windows ``(count, H, D)`` in raw units."""
+    windows = WindowDataset(dataset, generator.horizon, normalizer=generator.normalizer)
+    draw = torch.Generator().manual_seed(0)
+    batch = windows.get_batch(torch.randint(len(windows), (count,), generator=draw))
+    return batch, generator.normalizer.unnormalize(batch.window)
+
+
 def main(options: Options) -> None:
     torch.set_num_threads(options.threads)
     dataset = load_dataset(options.dataset)
+    bc = None if options.bc is None else load_policy(options.bc)[0]
     for path in options.diffusion:
         generator = load_generator(path)
-        windows = WindowDataset(dataset, generator.horizon, normalizer=generator.normalizer)
-        draw = torch.Generator().manual_seed(0)
-        batch = windows.get_batch(torch.randint(len(windows), (options.windows,), generator=draw))
+        batch, raw = drawn_windows(dataset, generator, options.windows)
         obs_dim = generator.obs_dim
-        first_states = generator.normalizer.unnormalize(batch.window)[:, 0, :obs_dim]
+        first_states = raw[:, 0, :obs_dim]
         for label, sampler in SAMPLERS.items():
             plans = generator.sample(
                 first_states, sampler=sampler, generator=torch.Generator().manual_seed(1)
@@ -64,11 +72,10 @@ def main(options: Options) -> None:
                 f"{path}  {label:<15} first-action MSE {action_error:.4f}  "
                 f"later-state MSE {state_error:.4f}"
             )
-        if options.bc is not None:
-            actions = load_policy(options.bc)[0].act(first_states.numpy())
-            raw = generator.normalizer.unnormalize(batch.window)
-            raw[:, 0, obs_dim:] = torch.as_tensor(actions)
-            normed = generator.normalizer.normalize(raw)[:, 0, obs_dim:]
+        if bc is not None:
+            with_bc = raw.clone()
+            with_bc[:, 0, obs_dim:] = torch.as_tensor(bc.act(first_states.numpy()))
+            normed = generator.normalizer.normalize(with_bc)[:, 0, obs_dim:]
             bc_error = (normed - batch.window[:, 0, obs_dim:]).pow(2).mean()
             print(f"{options.bc}  bc{'':13} first-action MSE {bc_error:.4f}")
 

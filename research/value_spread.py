@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 import tyro
+from action_error import drawn_windows  # research/ is on the path when run as a script
 
 from diffplan.checkpoints.loading import load_generator, load_value_network
 from diffplan.data.sources import load_dataset
-from diffplan.data.windows import WindowDataset
 
 
 @dataclass
@@ -54,12 +54,8 @@ def main(options: Options) -> None:
     torch.set_num_threads(options.threads)
     generator = load_generator(options.diffusion)
     value = load_value_network(options.value)
-    windows = WindowDataset(
-        load_dataset(options.dataset), generator.horizon, normalizer=generator.normalizer
-    )
-    draw = torch.Generator().manual_seed(0)
-    batch = windows.get_batch(torch.randint(len(windows), (options.states,), generator=draw))
-    first_states = generator.normalizer.unnormalize(batch.window)[:, 0, : generator.obs_dim]
+    batch, raw = drawn_windows(load_dataset(options.dataset), generator, options.states)
+    first_states = raw[:, 0, : generator.obs_dim]
     starts = first_states.repeat_interleave(options.candidates, dim=0)
     with torch.inference_mode():
         plans = generator.sample(starts, generator=torch.Generator().manual_seed(1))
